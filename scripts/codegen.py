@@ -69,11 +69,31 @@ def generate(out: Path) -> None:
                 shutil.rmtree(path)
 
 
+def update_readme_reference() -> bool:
+    """Rewrite the configuration reference between the README's markers; True when it changed."""
+    from baton.config import reference_markdown
+
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}{reference_markdown()}{end}{tail}"
+    if new != text:
+        readme.write_text(new)
+        return True
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "generated")
     args = parser.parse_args()
     generate(args.out.resolve())
+    if args.out.resolve() == (ROOT / "generated").resolve() and update_readme_reference():
+        print("updated the configuration reference in README.md")
     print(f"generated {len(proto_files())} proto files into {args.out}")
 
 

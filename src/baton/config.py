@@ -277,6 +277,42 @@ class TelemetryConfig(_Section):
     )
     access_log: bool = setting(True, "true or false", "One access line per RPC.")
     service_name: str = setting("baton", "a non-empty string", "service.name of traces and build info.")
+    # Standard OpenTelemetry variables (no BATON_ prefix); the SDK reads the rest of OTEL_* itself.
+    otel_sdk_disabled: bool = Field(
+        False,
+        validation_alias="OTEL_SDK_DISABLED",
+        description="Turns tracing off whatever else is set.",
+        json_schema_extra={"allowed": "true or false"},
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="OTLP/gRPC collector; when set, spans are exported. Without an exporter no spans are recorded.",
+        json_schema_extra={"allowed": "a URL such as http://collector:4317"},
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        None,
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        description="OTLP/gRPC endpoint for traces only (overrides the one above).",
+        json_schema_extra={"allowed": "a URL such as http://collector:4317"},
+    )
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        None,
+        validation_alias="OTEL_TRACES_EXPORTER",
+        description="otlp (the default when an endpoint is set), console (spans to stdout) or none.",
+        json_schema_extra={"allowed": "one of otlp, console, none"},
+    )
+
+    @property
+    def traces_exporter(self) -> str | None:
+        """The span exporter to use, or None when no spans should be recorded."""
+        if self.otel_sdk_disabled or self.otel_traces_exporter == "none":
+            return None
+        if self.otel_traces_exporter is not None:
+            return self.otel_traces_exporter
+        if self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint:
+            return "otlp"
+        return None
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -346,8 +382,12 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def env_name(field_name: str) -> str:
-    """The environment variable of a field."""
+def env_name(field_name: str, section: type[_Section] | None = None) -> str:
+    """The environment variable of a field (its alias for the standard OTEL_* ones)."""
+    if section is not None:
+        field = section.model_fields.get(field_name)
+        if field is not None and isinstance(field.validation_alias, str):
+            return field.validation_alias
     return f"{ENV_PREFIX}{field_name.upper()}"
 
 
@@ -355,8 +395,12 @@ def _describe(section: type[_Section], error: Mapping[str, Any]) -> str:
     loc = error.get("loc", ())
     if not loc:
         return str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    field = section.model_fields.get(str(loc[0]))
-    variable = env_name(str(loc[0]))
+    name = str(loc[0])
+    for field_name, info in section.model_fields.items():
+        if info.validation_alias == name:
+            name = field_name
+    field = section.model_fields.get(name)
+    variable = env_name(name, section)
     extra = field.json_schema_extra if field is not None else None
     allowed = extra.get("allowed") if isinstance(extra, dict) else None
     value = error.get("input")
@@ -433,3 +477,31 @@ def _redact_secret(key: str, value: SecretStr) -> str:
         except Exception:  # noqa: BLE001 - a URL we cannot parse is hidden whole
             return "**********"
     return "**********"
+
+
+def reference_markdown() -> str:
+    """The configuration reference as a Markdown table per section (kept in the README by a test)."""
+    lines: list[str] = []
+    for section in SECTIONS:
+        lines += [f"**[{section.section}]** — {section.__doc__}", ""]
+        lines += ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+        for name, field in section.model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            default = field.default
+            if isinstance(default, SecretStr):
+                default = default.get_secret_value()
+            shown = "unset" if default is None else f"`{_toml_value(default)}`"
+            allowed = str(extra.get("allowed", "")).replace("|", "\\|")
+            lines.append(f"| `{env_name(name, section)}` | {shown} | {allowed} | {field.description or ''} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        import json
+
+        return json.dumps(value)
+    return str(value)

@@ -448,9 +448,7 @@ class AuditEvent(betterproto2.Message):
     """
 
     details: "dict[str, str]" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+        10, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)
     )
     """
     Further detail; never secrets.
@@ -623,9 +621,7 @@ class CreateTaskRequest(betterproto2.Message):
     Version of the handler; empty takes the latest.
     """
 
-    context: "__google__protobuf__.Struct | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    context: "__google__protobuf__.Struct | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Input shared by every step; at most 256 KiB once encoded.
     """
@@ -792,9 +788,7 @@ class GetTaskRequest(betterproto2.Message):
     Task identifier.
     """
 
-    read_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    read_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Fields of Task to return; all when empty (AIP-157).
     """
@@ -1028,17 +1022,13 @@ class Lease(betterproto2.Message):
     Attempts allowed.
     """
 
-    context: "__google__protobuf__.Struct | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    context: "__google__protobuf__.Struct | None" = betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
     """
     The task's context.
     """
 
     dependency_results: "dict[str, __google__protobuf__.Struct]" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
+        12, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     Results of the steps this one depends on, by step name.
@@ -1069,9 +1059,7 @@ class Lease(betterproto2.Message):
     """
 
     trace_context: "dict[str, str]" = betterproto2.field(
-        17,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+        17, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)
     )
     """
     W3C trace context of the call that created the task (traceparent, tracestate).
@@ -1110,9 +1098,7 @@ class LeaseOutcome(betterproto2.Message):
     Explanation when code is not 0.
     """
 
-    step_state: "StepState" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: StepState(0)
-    )
+    step_state: "StepState" = betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: StepState(0))
     """
     Step state after the call.
     """
@@ -1378,9 +1364,7 @@ class ListTasksRequest(betterproto2.Message):
     `create_time >= "2026-01-01T00:00:00Z"`, `create_time < "..."`.
     """
 
-    read_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    read_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Fields of Task to return; steps are left out when empty.
     """
@@ -1712,9 +1696,7 @@ class ResolveStepRequest(betterproto2.Message):
     Name of the step to resolve.
     """
 
-    result: "__google__protobuf__.Struct | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    result: "__google__protobuf__.Struct | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Result handed to the dependent steps.
     """
@@ -1907,9 +1889,7 @@ class ServerStatus(betterproto2.Message):
     """
 
     tasks_by_state: "dict[str, int]" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_INT64),
+        9, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_INT64)
     )
     """
     Task counts by state name.
@@ -1977,9 +1957,7 @@ class Step(betterproto2.Message):
     Output only. Earliest time of the next attempt when READY after a failure.
     """
 
-    result: "__google__protobuf__.Struct | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    result: "__google__protobuf__.Struct | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Output only. The result the worker or operator gave.
     """
@@ -2037,9 +2015,7 @@ class StepCompletion(betterproto2.Message):
     The lease.
     """
 
-    result: "__google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    result: "__google__protobuf__.Struct | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Result, handed to dependent steps; at most 256 KiB once encoded.
     """
@@ -2111,9 +2087,7 @@ class StepFailure(betterproto2.Message):
     Minimum wait before the next attempt; wins when longer than the backoff.
     """
 
-    details: "__google__protobuf__.Struct | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    details: "__google__protobuf__.Struct | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Extra detail kept with the error.
     """
@@ -2200,9 +2174,7 @@ class Task(betterproto2.Message):
     Output only. Derived from the states of the steps.
     """
 
-    context: "__google__protobuf__.Struct | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    context: "__google__protobuf__.Struct | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Input shared by every step, as JSON.
     """
@@ -2295,9 +2267,7 @@ class TaskEvent(betterproto2.Message):
     Task state before, for task transitions.
     """
 
-    task_state: "TaskState" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: TaskState(0)
-    )
+    task_state: "TaskState" = betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: TaskState(0))
     """
     Task state after, for task transitions.
     """
@@ -2309,9 +2279,7 @@ class TaskEvent(betterproto2.Message):
     Step state before, for step transitions.
     """
 
-    step_state: "StepState" = betterproto2.field(
-        7, betterproto2.TYPE_ENUM, default_factory=lambda: StepState(0)
-    )
+    step_state: "StepState" = betterproto2.field(7, betterproto2.TYPE_ENUM, default_factory=lambda: StepState(0))
     """
     Step state after, for step transitions.
     """

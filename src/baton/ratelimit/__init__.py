@@ -1,0 +1,19 @@
+"""Rate limiting: token buckets per caller, in-process or shared through Redis, behind one small Protocol.
+
+The server builds a `CompositeLimiter` with `build_limiter(config)` and asks it for a `Verdict` per call; the
+rate-limit interceptor turns a refusal into RESOURCE_EXHAUSTED with `retry_after`.
+"""
+
+from baton.ratelimit.buckets import LocalBuckets, RateLimiter, Verdict
+from baton.ratelimit.limiter import CompositeLimiter, build_limiter, effective_limits
+from baton.ratelimit.redis import RedisBuckets
+
+__all__ = [
+    "CompositeLimiter",
+    "LocalBuckets",
+    "RateLimiter",
+    "RedisBuckets",
+    "Verdict",
+    "build_limiter",
+    "effective_limits",
+]

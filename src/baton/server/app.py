@@ -1,0 +1,155 @@
+"""Build and run the Baton gRPC server: services, health, reflection and the lifecycle.
+
+`BatonServer` owns one grpc.aio server. `run()` is what `baton serve` calls: open (and migrate) the database,
+start serving, and on SIGTERM/SIGINT turn health NOT_SERVING, wait the drain period, stop with grace, close the
+database and return 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from baton.config import Config, ServerConfig
+from baton.observability.logging import configure_logging, get_logger
+from baton.observability.metrics import MetricsEndpoint, start_metrics
+from baton.server.health import HEALTH_SERVICE, Health
+from baton.server.policy import MethodPolicy, load_policies, service_names
+from baton.server.reflection import enable_reflection
+from baton.server.services import ServiceContext, register_services
+from baton.store import SqlStore, StorageError, open_store
+
+log = get_logger(__name__)
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
+    """Channel arguments: message size limits and keepalive."""
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(config.keepalive_time_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_seconds * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(config.min_client_ping_seconds * 1000)),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS (and mTLS when a client CA is configured) from PEM files, or None for plaintext."""
+    if config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    key = config.tls_key_file.read_bytes()
+    chain = config.tls_cert_file.read_bytes()
+    client_ca = config.tls_client_ca_file.read_bytes() if config.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+class BatonServer:
+    """One Baton gRPC server bound to one address."""
+
+    def __init__(self, config: Config, store: SqlStore, policies: dict[str, MethodPolicy] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.policies = policies if policies is not None else load_policies()
+        self.started_at = time.time()
+        self.shutdown_event = asyncio.Event()
+        self.health = Health(service_names(), self._readiness)
+        self.port = 0
+        self._server = grpc.aio.server(
+            options=server_options(config.server),
+            maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
+        )
+        context = ServiceContext(config=config, store=store, policies=self.policies, shutdown=self.shutdown_event)
+        register_services(self._server, context)
+        self.health.add_to(self._server)
+        enable_reflection(self._server, [*service_names(), HEALTH_SERVICE])
+
+    async def _readiness(self) -> str | None:
+        await self.store.ping()
+        status = await self.store.migration_status()
+        if not status.is_current:
+            return f"database at revision {status.current}, expected {status.head}"
+        return None
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        """Bind and start serving; returns the bound port (pass port=0 for an ephemeral one)."""
+        host = host if host is not None else self.config.server.host
+        port = port if port is not None else self.config.server.port
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        credentials = server_credentials(self.config.server)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
+        if self.port == 0:
+            raise OSError(f"cannot bind {address}")
+        await self._server.start()
+        await self.health.start()
+        log.info(
+            "server.started",
+            address=f"{host}:{self.port}",
+            tls=self.config.server.tls_enabled,
+            mtls=self.config.server.tls_client_ca_file is not None,
+            database=self.store.backend,
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, drain period, stop with grace (long-polls are told to return)."""
+        drain = self.config.server.drain_seconds if drain is None else drain
+        grace = self.config.server.grace_seconds if grace is None else grace
+        await self.health.drain()
+        log.info("server.draining", drain_seconds=drain)
+        if drain > 0:
+            await asyncio.sleep(drain)
+        self.shutdown_event.set()
+        await self._server.stop(grace)
+        await self.health.stop()
+        log.info("server.stopped")
+
+    async def wait_for_termination(self) -> None:
+        """Return when the server has stopped."""
+        await self._server.wait_for_termination()
+
+
+def _install_signal_handlers(stop: asyncio.Event, signals: Sequence[signal.Signals]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run(config: Config) -> int:
+    """Serve until SIGTERM or SIGINT; returns the process exit code."""
+    configure_logging(config.telemetry.log_format, config.telemetry.log_level)
+    stop = asyncio.Event()
+    _install_signal_handlers(stop, (signal.SIGTERM, signal.SIGINT))
+    try:
+        store = await open_store(config.storage, auto_migrate=config.storage.auto_migrate)
+    except StorageError as exc:
+        log.error("storage.unavailable", error=str(exc))
+        return 1
+    metrics: MetricsEndpoint | None = None
+    try:
+        server = BatonServer(config, store)
+        await server.start()
+        if config.server.metrics_port:
+            metrics = start_metrics(config.server.metrics_host, config.server.metrics_port)
+            log.info("metrics.started", address=f"{config.server.metrics_host}:{metrics.port}")
+        await stop.wait()
+        log.info("server.signal_received")
+        await server.stop()
+    finally:
+        if metrics is not None:
+            metrics.close()
+        await store.close()
+        log.info("storage.closed")
+    return 0

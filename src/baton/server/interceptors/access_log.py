@@ -1,0 +1,72 @@
+"""One structured access line per RPC, at a level that follows the outcome.
+
+Fields: method, code, duration_ms, peer, principal, request_id, trace_id and span_id (when a span is recording).
+Credentials never reach the line: only the principal's ID and the auth method are logged, never metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from opentelemetry import trace
+
+from baton.observability.logging import get_logger
+from baton.server.interceptors.base import Call
+
+#: go-grpc-middleware's DefaultServerCodeToLevel.
+_LEVELS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: logging.INFO,
+    grpc.StatusCode.CANCELLED: logging.INFO,
+    grpc.StatusCode.INVALID_ARGUMENT: logging.INFO,
+    grpc.StatusCode.NOT_FOUND: logging.INFO,
+    grpc.StatusCode.ALREADY_EXISTS: logging.INFO,
+    grpc.StatusCode.UNAUTHENTICATED: logging.INFO,
+    grpc.StatusCode.DEADLINE_EXCEEDED: logging.WARNING,
+    grpc.StatusCode.PERMISSION_DENIED: logging.WARNING,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: logging.WARNING,
+    grpc.StatusCode.FAILED_PRECONDITION: logging.WARNING,
+    grpc.StatusCode.ABORTED: logging.WARNING,
+    grpc.StatusCode.OUT_OF_RANGE: logging.WARNING,
+    grpc.StatusCode.UNAVAILABLE: logging.WARNING,
+}
+
+
+def level_for(code: grpc.StatusCode) -> int:
+    """Log level of an outcome: info for success and caller mistakes, warning for refusals, error for bugs."""
+    return _LEVELS.get(code, logging.ERROR)
+
+
+class AccessLogConcern:
+    """Writes the access line in `after`, once the final code is known."""
+
+    def __init__(self, logger_name: str = "baton.access") -> None:
+        self._log = get_logger(logger_name)
+        self._enabled_for = logging.getLogger(logger_name).isEnabledFor
+
+    async def before(self, call: Call) -> None:
+        """Remember the peer (the only thing needed from the context up front)."""
+        call.peer = call.context.peer() or ""
+
+    def after(self, call: Call) -> None:
+        """Log the call."""
+        level = level_for(call.code)
+        if not self._enabled_for(level):
+            return
+        principal = call.principal
+        fields = {
+            "method": call.policy.full_method,
+            "code": call.code.name,
+            "duration_ms": round(call.elapsed() * 1000, 3),
+            "peer": call.peer,
+            "principal": principal.id if principal is not None else None,
+            "auth": principal.auth_method if principal is not None else None,
+            "request_id": call.request_id,
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            fields["trace_id"] = format(context.trace_id, "032x")
+            fields["span_id"] = format(context.span_id, "016x")
+        if call.code != grpc.StatusCode.OK and call.details:
+            fields["error"] = call.details
+        self._log.log(level, "rpc", **fields)

@@ -1,0 +1,58 @@
+"""Registration of the Baton servicers, one module per gRPC service.
+
+A service whose behaviour is not built yet is served by its generated base class, which answers
+UNIMPLEMENTED through the normal server path (interceptors, metrics and logs included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from baton.config import Config
+from baton.server.policy import MethodPolicy
+from baton.store import SqlStore
+from baton.v1 import (
+    admin_pb2_grpc,
+    auth_pb2_grpc,
+    handlers_pb2_grpc,
+    tasks_pb2_grpc,
+    users_pb2_grpc,
+    workers_pb2_grpc,
+)
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What servicers get: configuration, the store, the policy table and the shutdown signal."""
+
+    config: Config
+    store: SqlStore
+    policies: dict[str, MethodPolicy]
+    shutdown: asyncio.Event
+
+
+def _unimplemented(servicer: type[Any]) -> Callable[[ServiceContext], Any]:
+    """A factory for a generated base servicer: every method answers UNIMPLEMENTED."""
+    return lambda _context: servicer()
+
+
+#: (add_XServicer_to_server, factory of the servicer) for every Baton service.
+_REGISTRY: list[tuple[Callable[[Any, grpc.aio.Server], None], Callable[[ServiceContext], Any]]] = [
+    (handlers_pb2_grpc.add_HandlerServiceServicer_to_server, _unimplemented(handlers_pb2_grpc.HandlerServiceServicer)),
+    (tasks_pb2_grpc.add_TaskServiceServicer_to_server, _unimplemented(tasks_pb2_grpc.TaskServiceServicer)),
+    (workers_pb2_grpc.add_WorkerServiceServicer_to_server, _unimplemented(workers_pb2_grpc.WorkerServiceServicer)),
+    (auth_pb2_grpc.add_AuthServiceServicer_to_server, _unimplemented(auth_pb2_grpc.AuthServiceServicer)),
+    (users_pb2_grpc.add_UserServiceServicer_to_server, _unimplemented(users_pb2_grpc.UserServiceServicer)),
+    (admin_pb2_grpc.add_AdminServiceServicer_to_server, _unimplemented(admin_pb2_grpc.AdminServiceServicer)),
+]
+
+
+def register_services(server: grpc.aio.Server, context: ServiceContext) -> None:
+    """Add every Baton servicer to the server."""
+    for add, factory in _REGISTRY:
+        add(factory(context), server)

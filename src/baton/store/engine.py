@@ -1,0 +1,116 @@
+"""The async engine for a StorageConfig: aiosqlite (WAL) or asyncpg, set up the same way every time.
+
+SQLite connections get their pragmas on connect (WAL, busy timeout, foreign keys, synchronous=NORMAL), and the
+driver's own transaction handling is replaced by explicit BEGINs, so DDL is transactional and SAVEPOINTs work.
+A connection whose execution options hold `sqlite_begin_immediate=True` begins with BEGIN IMMEDIATE: it takes
+the write lock up front and so waits (busy_timeout) instead of failing when two writers meet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from baton.config import StorageConfig
+from baton.store.errors import StorageUnavailable
+
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10.0
+BEGIN_IMMEDIATE = "sqlite_begin_immediate"
+
+
+def redacted_url(url: str | URL) -> str:
+    """The URL as text with its password replaced by `***`, for messages and logs."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<unparseable database URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def unavailable(url: URL, exc: BaseException) -> StorageUnavailable:
+    """StorageUnavailable for a failure to reach the database, its reason one line without the password."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    reason = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return StorageUnavailable(redacted_url(url), reason)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def create_engine(config: StorageConfig) -> AsyncEngine:
+    """An AsyncEngine for the configured database; nothing is connected yet.
+
+    For SQLite the parent directory of the file is created and the file opened once; StorageUnavailable when
+    either fails.
+    """
+    url = make_url(config.database_url.get_secret_value())
+    if config.backend == "sqlite":
+        return _sqlite_engine(url, config.sqlite_busy_timeout_ms)
+    return create_async_engine(
+        url,
+        pool_size=config.pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+            "server_settings": {"application_name": "baton"},
+        },
+    )
+
+
+def _probe_sqlite_file(url: URL, path: Path) -> None:
+    # Fail here, with the plain driver: aiosqlite leaves its worker thread behind when a connect fails.
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise unavailable(url, exc) from exc
+
+
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
+    path = sqlite_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(
+                redacted_url(url), f"cannot create directory {str(path.parent)!r}: {exc.strerror}"
+            ) from exc
+        _probe_sqlite_file(url, path)
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Autocommit at the driver level; SQLAlchemy's "begin" event below emits BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(BEGIN_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -1,0 +1,155 @@
+"""Schema migrations through Alembic, driven from code over the async engine (no alembic.ini).
+
+Each operation runs in one transaction on one connection (`AsyncConnection.run_sync`); on PostgreSQL an
+advisory lock serialises replicas that start together, so only one of them migrates.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from baton.store.engine import BEGIN_IMMEDIATE, redacted_url, unavailable
+from baton.store.errors import DatabaseTooNew, MigrationsPending
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# pg_advisory_xact_lock key shared by every Baton migrating the same database ("baton" in ASCII).
+_MIGRATION_LOCK_KEY = 0x626174_6F6E
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """Where the database stands against the migrations this code knows."""
+
+    current: str | None
+    head: str
+    pending: list[str]
+    is_current: bool
+    is_newer: bool
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config for Baton's migrations, optionally bound to an open connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest revision this code knows."""
+    head = _scripts().get_current_head()
+    if head is None:  # pragma: no cover - the package always ships 0001_initial
+        raise RuntimeError(f"no migrations in {MIGRATIONS_DIR}")
+    return head
+
+
+def _status(connection: Connection) -> MigrationStatus:
+    scripts = _scripts()
+    head = head_revision()
+    current = MigrationContext.configure(connection).get_current_revision()
+    known = {script.revision for script in scripts.walk_revisions()}
+    if current is not None and current not in known:
+        return MigrationStatus(current, head, [], is_current=False, is_newer=True)
+    pending = [script.revision for script in scripts.iterate_revisions(head, current or "base")]
+    pending.reverse()
+    return MigrationStatus(current, head, pending, is_current=not pending, is_newer=False)
+
+
+def _check_not_newer(connection: Connection) -> MigrationStatus:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+    status = _status(connection)
+    if status.is_newer:
+        assert status.current is not None
+        raise DatabaseTooNew(redacted_url(connection.engine.url), status.current, status.head)
+    return status
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    _check_not_newer(connection)
+    command.upgrade(alembic_config(connection), revision)
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    _check_not_newer(connection)
+    command.downgrade(alembic_config(connection), revision)
+
+
+@asynccontextmanager
+async def _transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction; StorageUnavailable when the database cannot be reached.
+
+    A writing transaction on SQLite takes the write lock first, so a second migrator waits and then finds
+    the work done, as the advisory lock arranges on PostgreSQL.
+    """
+    try:
+        connection = await engine.connect()
+        if write:
+            await connection.execution_options(**{BEGIN_IMMEDIATE: True})
+    except (SQLAlchemyError, OSError) as exc:
+        raise unavailable(engine.url, exc) from exc
+    try:
+        async with connection.begin():
+            yield connection
+    finally:
+        await connection.close()
+
+
+async def _run(engine: AsyncEngine, fn: Callable[[Connection], T], *, write: bool = False) -> T:
+    async with _transaction(engine, write=write) as connection:
+        return await connection.run_sync(fn)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Migrate the database up to `revision` (the newest by default)."""
+    await _run(engine, lambda connection: _upgrade(connection, revision), write=True)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Migrate the database down to `revision` ("base" empties it)."""
+    await _run(engine, lambda connection: _downgrade(connection, revision), write=True)
+
+
+async def status(engine: AsyncEngine) -> MigrationStatus:
+    """The database's revision against the migrations this code knows."""
+    return await _run(engine, _status)
+
+
+async def ensure_current(engine: AsyncEngine, auto_migrate: bool) -> MigrationStatus:
+    """Bring the database to the newest revision when allowed; refuse one that is newer than this code.
+
+    Raises DatabaseTooNew when a newer Baton migrated the database, MigrationsPending when it is behind and
+    `auto_migrate` is false.
+    """
+    current = await status(engine)
+    if current.is_newer:
+        assert current.current is not None
+        raise DatabaseTooNew(redacted_url(engine.url), current.current, current.head)
+    if current.is_current:
+        return current
+    if not auto_migrate:
+        raise MigrationsPending(redacted_url(engine.url), current.current, current.head, current.pending)
+    await upgrade(engine)
+    return await status(engine)

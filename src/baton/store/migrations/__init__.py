@@ -1,0 +1,7 @@
+"""Alembic migrations of the Baton schema, run programmatically by baton.store.migrate (no alembic.ini).
+
+A new revision: `alembic.command.revision(alembic_config(), "what changes", rev_id="0002_what")` with
+baton.store.migrate.alembic_config, then write its upgrade and downgrade by hand with op.* calls that mirror
+baton.store.tables; the contract suite fails until the migrated schema and the metadata agree, on both
+backends.
+"""

@@ -1,0 +1,123 @@
+"""The store: one interface over the database, whatever the backend.
+
+`open_store()` makes the engine, checks that the database answers and that its schema is current
+(migrating it when allowed). Repositories (handlers, tasks, auth) hang off the same SqlStore; they run a
+transaction's statements in one hop with `run_in_transaction`, which matters on aiosqlite, where every
+await crosses to the driver's thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal, Protocol, TypeVar
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton.config import StorageConfig
+from baton.store import migrate
+from baton.store.engine import BEGIN_IMMEDIATE, create_engine, redacted_url, unavailable
+from baton.store.migrate import MigrationStatus
+from baton.store.tables import TASK_STATES, tasks
+
+T = TypeVar("T")
+Backend = Literal["sqlite", "postgresql"]
+
+
+class Store(Protocol):
+    """What the server needs from storage, whatever the backend."""
+
+    @property
+    def backend(self) -> Backend:
+        """ "sqlite" or "postgresql"."""
+        ...
+
+    async def ping(self) -> float:
+        """Round trip of a trivial query, in seconds; StorageUnavailable when the database does not answer."""
+        ...
+
+    async def migration_status(self) -> MigrationStatus:
+        """The database's revision against the migrations this code knows."""
+        ...
+
+    async def count_tasks_by_state(self) -> dict[str, int]:
+        """Number of tasks in each state, every state present."""
+        ...
+
+    async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` synchronously in one transaction; commit when it returns, roll back when it raises."""
+        ...
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        ...
+
+
+class SqlStore:
+    """The Store over a SQLAlchemy AsyncEngine (aiosqlite or asyncpg)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.url = redacted_url(engine.url)
+
+    @property
+    def backend(self) -> Backend:
+        """ "sqlite" or "postgresql"."""
+        return "sqlite" if self.engine.dialect.name == "sqlite" else "postgresql"
+
+    async def ping(self) -> float:
+        """Round trip of `SELECT 1`, in seconds; StorageUnavailable when the database does not answer."""
+        started = time.perf_counter()
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable(self.engine.url, exc) from exc
+        return time.perf_counter() - started
+
+    async def migration_status(self) -> MigrationStatus:
+        """The database's revision against the migrations this code knows."""
+        return await migrate.status(self.engine)
+
+    async def count_tasks_by_state(self) -> dict[str, int]:
+        """Number of tasks in each state, every state present (zero when none)."""
+        query = select(tasks.c.state, func.count()).group_by(tasks.c.state)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        counts = dict.fromkeys(TASK_STATES, 0)
+        counts.update({state: int(count) for state, count in rows})
+        return counts
+
+    async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` synchronously in one transaction, all its statements in one hop to the driver.
+
+        Commits when `fn` returns and rolls back when it raises. On SQLite the transaction takes the write
+        lock at once (BEGIN IMMEDIATE), so concurrent writers wait for each other instead of failing.
+        """
+        async with self.engine.connect() as connection:
+            await connection.execution_options(**{BEGIN_IMMEDIATE: True})
+            async with connection.begin():
+                return await connection.run_sync(fn)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+async def open_store(config: StorageConfig, *, auto_migrate: bool) -> SqlStore:
+    """Open the configured database, check that it answers, and bring its schema to the current revision.
+
+    Raises StorageUnavailable when the database cannot be opened, DatabaseTooNew when a newer Baton migrated
+    it, MigrationsPending when it is behind and `auto_migrate` is false.
+    """
+    store = SqlStore(create_engine(config))
+    try:
+        await store.ping()
+        await migrate.ensure_current(store.engine, auto_migrate)
+    except BaseException:
+        await store.close()
+        raise
+    return store

@@ -1,0 +1,123 @@
+"""Migrations on both backends: status, upgrade, downgrade, drift against tables.py, refusing the unknown."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton.config import StorageConfig
+from baton.store import DatabaseTooNew, MigrationsPending, migrate, open_store, tables
+from baton.store.migrate import head_revision
+
+SCHEMA_TABLES = set(tables.metadata.tables)
+
+
+async def table_names(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as connection:
+        return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+
+def schema_diff(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+    return list(compare_metadata(context, tables.metadata))
+
+
+async def test_fresh_database_is_pending_then_current_after_upgrade(engine: AsyncEngine) -> None:
+    before = await migrate.status(engine)
+    assert before.current is None
+    assert before.pending == ["0001_initial"]
+    assert not before.is_current
+    assert not before.is_newer
+
+    await migrate.upgrade(engine)
+
+    after = await migrate.status(engine)
+    assert after.current == after.head == head_revision()
+    assert after.pending == []
+    assert after.is_current
+    assert await table_names(engine) == SCHEMA_TABLES | {"alembic_version"}
+
+
+async def test_downgrade_to_base_drops_every_table_and_upgrade_works_again(engine: AsyncEngine) -> None:
+    await migrate.upgrade(engine)
+
+    await migrate.downgrade(engine, "base")
+
+    assert await table_names(engine) <= {"alembic_version"}
+    assert (await migrate.status(engine)).current is None
+
+    await migrate.upgrade(engine)
+    assert await table_names(engine) == SCHEMA_TABLES | {"alembic_version"}
+    assert (await migrate.status(engine)).is_current
+
+
+async def test_migrated_schema_matches_the_table_metadata(engine: AsyncEngine) -> None:
+    await migrate.upgrade(engine)
+
+    async with engine.connect() as connection:
+        diff = await connection.run_sync(schema_diff)
+
+    assert diff == []
+
+
+async def test_a_revision_unknown_to_this_code_is_database_too_new(
+    engine: AsyncEngine, storage_config: StorageConfig
+) -> None:
+    await migrate.upgrade(engine)
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+
+    status = await migrate.status(engine)
+    assert status.is_newer
+    assert not status.is_current
+    with pytest.raises(DatabaseTooNew, match="9999_from_the_future") as raised:
+        await migrate.ensure_current(engine, auto_migrate=True)
+    with pytest.raises(DatabaseTooNew):
+        await migrate.upgrade(engine)
+    with pytest.raises(DatabaseTooNew):
+        await open_store(storage_config, auto_migrate=True)
+
+    message = str(raised.value)
+    assert engine.url.render_as_string(hide_password=True) in message
+    if engine.url.password:
+        assert str(engine.url.password) not in message
+
+
+async def test_behind_without_auto_migrate_is_migrations_pending(
+    engine: AsyncEngine, storage_config: StorageConfig
+) -> None:
+    with pytest.raises(MigrationsPending, match="0001_initial") as raised:
+        await migrate.ensure_current(engine, auto_migrate=False)
+    with pytest.raises(MigrationsPending):
+        await open_store(storage_config, auto_migrate=False)
+
+    assert await table_names(engine) <= {"alembic_version"}
+    assert raised.value.pending == ["0001_initial"]
+    if engine.url.password:
+        assert str(engine.url.password) not in str(raised.value)
+
+
+async def test_ensure_current_migrates_when_allowed_and_then_does_nothing(engine: AsyncEngine) -> None:
+    first = await migrate.ensure_current(engine, auto_migrate=True)
+    second = await migrate.ensure_current(engine, auto_migrate=False)
+
+    assert first.is_current
+    assert second == first
+
+
+async def test_replicas_migrating_at_once_migrate_once(storage_config: StorageConfig) -> None:
+    stores = await asyncio.gather(*(open_store(storage_config, auto_migrate=True) for _ in range(3)))
+    try:
+        statuses = [await store.migration_status() for store in stores]
+    finally:
+        for store in stores:
+            await store.close()
+
+    assert all(status.is_current for status in statuses)

@@ -1,0 +1,90 @@
+"""SqlStore on both backends: ping, status, counts, and transactions run in one hop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from baton.store import SqlStore, Store, tables
+from baton.store.migrate import head_revision
+
+if TYPE_CHECKING:
+    from .conftest import Rows
+
+
+async def test_store_satisfies_the_store_protocol(store: SqlStore) -> None:
+    typed: Store = store
+
+    assert typed.backend == store.backend
+
+
+async def test_backend_names_the_database(store: SqlStore, backend: str) -> None:
+    assert store.backend == backend
+
+
+async def test_ping_returns_a_positive_round_trip(store: SqlStore) -> None:
+    round_trip = await store.ping()
+
+    assert 0 < round_trip < 5
+
+
+async def test_open_store_leaves_the_schema_current(store: SqlStore) -> None:
+    status = await store.migration_status()
+
+    assert status.is_current
+    assert status.current == head_revision()
+
+
+async def test_count_tasks_by_state_counts_every_state(store: SqlStore, rows: Rows) -> None:
+    assert await store.count_tasks_by_state() == dict.fromkeys(tables.TASK_STATES, 0)
+    for state in ("PENDING", "PENDING", "RUNNING", "FAILED"):
+        await rows.task(state=state)
+
+    counts = await store.count_tasks_by_state()
+
+    assert counts == {"PENDING": 2, "RUNNING": 1, "COMPLETED": 0, "FAILED": 1, "CANCELLED": 0}
+
+
+async def test_run_in_transaction_commits_what_fn_did_and_returns_its_value(store: SqlStore, rows: Rows) -> None:
+    await rows.task()
+
+    def insert_two_and_count(connection: Connection) -> int:
+        connection.execute(tables.tasks.insert(), [rows.task_values(), rows.task_values()])
+        return int(connection.execute(select(func.count()).select_from(tables.tasks)).scalar_one())
+
+    assert await store.run_in_transaction(insert_two_and_count) == 3
+    assert sum((await store.count_tasks_by_state()).values()) == 3
+
+
+async def test_run_in_transaction_rolls_back_when_fn_raises(store: SqlStore, rows: Rows) -> None:
+    await rows.task()
+
+    def insert_then_fail(connection: Connection) -> None:
+        connection.execute(tables.tasks.insert(), rows.task_values())
+        raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        await store.run_in_transaction(insert_then_fail)
+
+    assert sum((await store.count_tasks_by_state()).values()) == 1
+
+
+async def test_concurrent_read_then_write_transactions_all_commit(store: SqlStore, rows: Rows) -> None:
+    """Each reads, then writes: on SQLite they must queue for the write lock rather than fail as busy."""
+    task_id = await rows.task()
+    revision = tables.tasks.c.revision
+
+    def bump(connection: Connection) -> None:
+        connection.execute(select(revision).where(tables.tasks.c.id == task_id)).scalar_one()
+        connection.execute(tables.tasks.update().where(tables.tasks.c.id == task_id).values(revision=revision + 1))
+
+    await asyncio.gather(*(store.run_in_transaction(bump) for _ in range(20)))
+
+    final = await store.run_in_transaction(
+        lambda connection: connection.execute(select(revision).where(tables.tasks.c.id == task_id)).scalar_one()
+    )
+    assert final == 21

@@ -1,0 +1,58 @@
+"""A real Baton server on 127.0.0.1:<ephemeral> over a real SQLite file, shared by the integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from baton.config import Config, load_config
+from baton.server.app import BatonServer
+from baton.store import open_store
+
+
+@dataclass
+class RunningServer:
+    """A started server and an open channel to it."""
+
+    server: BatonServer
+    target: str
+    channel: grpc.aio.Channel
+    config: Config
+
+
+def make_config(tmp_path: Path, **env: str) -> Config:
+    """Configuration for tests: a SQLite file in tmp_path, no drain delay, no metrics port."""
+    base = {
+        "BATON_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'baton.db'}",
+        "BATON_DRAIN_SECONDS": "0",
+        "BATON_GRACE_SECONDS": "1",
+        "BATON_METRICS_PORT": "0",
+    }
+    return load_config({**base, **env})
+
+
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    """Extra BATON_* variables for the `server` fixture; override in a test module to change them."""
+    return {}
+
+
+@pytest.fixture
+async def server(tmp_path: Path, server_env: dict[str, str]) -> AsyncIterator[RunningServer]:
+    """Start a Baton server on an ephemeral loopback port; stop it and close the store afterwards."""
+    config = make_config(tmp_path, **server_env)
+    store = await open_store(config.storage, auto_migrate=True)
+    baton = BatonServer(config, store)
+    port = await baton.start(host="127.0.0.1", port=0)
+    target = f"127.0.0.1:{port}"
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        yield RunningServer(server=baton, target=target, channel=channel, config=config)
+    finally:
+        await channel.close()
+        await baton.stop(grace=0.5, drain=0)
+        await store.close()

@@ -92,14 +92,10 @@ class _Cluster:
 
     def run(self, tool: str, *args: str) -> None:
         command = [*self.prefix, str(self.bindir / tool), *args]
-        done = subprocess.run(
-            command, cwd=self.base, capture_output=True, text=True, check=False, timeout=120
-        )
+        done = subprocess.run(command, cwd=self.base, capture_output=True, text=True, check=False, timeout=120)
         if done.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(
-                f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}{done.stdout}{log}"
-            )
+            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}{done.stdout}{log}")
 
     def init(self) -> None:
         password_file = self.base / "password"
@@ -118,9 +114,7 @@ class _Cluster:
             f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={self.base} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        self.run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start"
-        )
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
         self.started = True
 
     def stop(self) -> None:

@@ -100,5 +100,12 @@ class UsageRecorder:
         pending, self._last_used = self._last_used, {}
         return {key_id: datetime.fromtimestamp(when, UTC) for key_id, when in pending.items()}
 
+    def restore(self, pending: dict[str, datetime]) -> None:
+        """Put back uses whose write failed, keeping any newer use recorded since."""
+        for key_id, when in pending.items():
+            timestamp = when.timestamp()
+            if self._last_used.get(key_id, 0.0) < timestamp:
+                self._last_used[key_id] = timestamp
+
     def __len__(self) -> int:
         return len(self._last_used)

@@ -6,14 +6,13 @@ import asyncio
 import json
 from typing import Annotated
 
-import grpc
 import typer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from baton.cli._common import EXIT_FAILURE, EXIT_UNAVAILABLE, config_or_exit, fail
 from baton.config import redacted
-from baton.store import StorageError, create_engine, migrate
-from baton.store.engine import redacted_url
+
+# Heavy modules (SQLAlchemy, Alembic, grpc) are imported inside the commands that need them, so that
+# `baton serve` starts fast and `baton --help` is instant.
 
 migrate_app = typer.Typer(help="Apply, undo or inspect database migrations.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
@@ -32,6 +31,8 @@ def serve() -> None:
 
 
 async def _migrate(action: str, revision: str) -> str:
+    from baton.store import create_engine, migrate, redacted_url
+
     config = config_or_exit()
     engine = create_engine(config.storage)
     try:
@@ -51,6 +52,8 @@ async def _migrate(action: str, revision: str) -> str:
 
 
 def _run_migration(action: str, revision: str) -> None:
+    from baton.store import StorageError
+
     try:
         typer.echo(asyncio.run(_migrate(action, revision)))
     except StorageError as exc:
@@ -106,6 +109,9 @@ def health(
     ca_file: Annotated[str | None, typer.Option(help="CA bundle to verify the server with.")] = None,
 ) -> None:
     """Call grpc.health.v1.Health/Check; exit 0 only when the answer is SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2
+
     config = config_or_exit()
     if target is None:
         host = config.server.host
@@ -123,6 +129,9 @@ def health(
 
 
 def _check(target: str, service: str, timeout: float, tls: bool, ca_file: str | None) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     if tls:
         roots = open(ca_file, "rb").read() if ca_file else None  # noqa: SIM115 - tiny file, read once
         channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=roots))

@@ -70,8 +70,8 @@ class CompositeLimiter:
                     if not verdict.allowed:
                         REJECTED_REDIS.inc()
                     return verdict
-            elif self._probe is None and self._clock() >= self._next_probe:
-                self._next_probe = self._clock() + self._probe_interval
+            elif self._probe is None and (now := self._clock()) >= self._next_probe:
+                self._next_probe = now + self._probe_interval
                 self._probe = asyncio.get_running_loop().create_task(self._run_probe(remote))
         verdict = self._local.try_acquire(key, cost, rate, burst)
         if not verdict.allowed:

@@ -37,7 +37,9 @@ def redacted_url(url: str | URL) -> str:
 
 def unavailable(url: URL, exc: BaseException) -> StorageUnavailable:
     """StorageUnavailable for a failure to reach the database, its reason one line without the password."""
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    while cause.__cause__ is not None:  # the driver's own exception, under the DBAPI adapter's
+        cause = cause.__cause__
     lines = str(cause).strip().splitlines()
     reason = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
     if url.password:

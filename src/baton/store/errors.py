@@ -11,7 +11,7 @@ class StorageError(Exception):
         self.url = url
 
 
-class StorageUnavailable(StorageError):  # noqa: N818 - names of the storage contract
+class StorageUnavailable(StorageError):
     """The database cannot be opened or reached."""
 
     def __init__(self, url: str, reason: str) -> None:
@@ -19,7 +19,7 @@ class StorageUnavailable(StorageError):  # noqa: N818 - names of the storage con
         self.reason = reason
 
 
-class DatabaseTooNew(StorageError):  # noqa: N818 - names of the storage contract
+class DatabaseTooNew(StorageError):
     """The database was migrated by a newer Baton: its revision is unknown to this code."""
 
     def __init__(self, url: str, revision: str, head: str) -> None:
@@ -32,7 +32,7 @@ class DatabaseTooNew(StorageError):  # noqa: N818 - names of the storage contrac
         self.head = head
 
 
-class MigrationsPending(StorageError):  # noqa: N818 - names of the storage contract
+class MigrationsPending(StorageError):
     """The database is behind this code and automatic migration is off."""
 
     def __init__(self, url: str, current: str | None, head: str, pending: list[str]) -> None:

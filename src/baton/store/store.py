@@ -9,6 +9,7 @@ await crosses to the driver's thread.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
 from typing import Literal, Protocol, TypeVar
 
@@ -21,7 +22,7 @@ from baton.config import StorageConfig
 from baton.store import migrate
 from baton.store.engine import BEGIN_IMMEDIATE, create_engine, redacted_url, unavailable
 from baton.store.migrate import MigrationStatus
-from baton.store.tables import TASK_STATES, tasks
+from baton.store.tables import TASK_STATES, tasks, workers
 
 T = TypeVar("T")
 Backend = Literal["sqlite", "postgresql"]
@@ -47,6 +48,10 @@ class Store(Protocol):
         """Number of tasks in each state, every state present."""
         ...
 
+    async def count_active_workers(self, within_seconds: float) -> int:
+        """Workers that polled or heartbeated within the last `within_seconds`."""
+        ...
+
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` synchronously in one transaction; commit when it returns, roll back when it raises."""
         ...
@@ -70,13 +75,13 @@ class SqlStore:
 
     async def ping(self) -> float:
         """Round trip of `SELECT 1`, in seconds; StorageUnavailable when the database does not answer."""
-        started = time.perf_counter()
         try:
             async with self.engine.connect() as connection:
+                started = time.perf_counter()
                 await connection.execute(text("SELECT 1"))
+                return time.perf_counter() - started
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable(self.engine.url, exc) from exc
-        return time.perf_counter() - started
 
     async def migration_status(self) -> MigrationStatus:
         """The database's revision against the migrations this code knows."""
@@ -90,6 +95,13 @@ class SqlStore:
         counts = dict.fromkeys(TASK_STATES, 0)
         counts.update({state: int(count) for state, count in rows})
         return counts
+
+    async def count_active_workers(self, within_seconds: float) -> int:
+        """Workers that polled or heartbeated within the last `within_seconds`."""
+        since = datetime.now(UTC) - timedelta(seconds=within_seconds)
+        query = select(func.count()).select_from(workers).where(workers.c.last_seen_time >= since)
+        async with self.engine.connect() as connection:
+            return int((await connection.execute(query)).scalar_one())
 
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` synchronously in one transaction, all its statements in one hop to the driver.

@@ -62,13 +62,15 @@ def redis_server_executable() -> str:
 
 
 def _server(executable: str, datadir: Path, password: str | None = None) -> RedisServer:
+    port = port_for.get_port(None)
+    assert port is not None
     executor = RedisExecutor(
         executable=executable,
         databases=1,
         redis_timeout=0,
         loglevel="warning",
         host="127.0.0.1",
-        port=port_for.get_port(None),
+        port=port,
         password=password,
         startup_timeout=10,
         datadir=datadir,

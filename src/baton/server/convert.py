@@ -1,0 +1,34 @@
+"""Conversions between protobuf well-known types and Python values, shared by the servicers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """A Timestamp for an aware datetime (naive ones are taken as UTC); None stays None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def from_timestamp(value: timestamp_pb2.Timestamp) -> datetime:
+    """An aware UTC datetime for a Timestamp."""
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    """A Duration of `seconds`."""
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=int(round((seconds - whole) * 1e9)))
+
+
+def seconds(value: duration_pb2.Duration) -> float:
+    """Seconds in a Duration."""
+    return value.seconds + value.nanos / 1e9

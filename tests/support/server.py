@@ -23,14 +23,26 @@ class RunningServer:
     channel: grpc.aio.Channel
     config: Config
 
+    @property
+    def admin(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata authenticating as the bootstrap admin."""
+        return (("x-api-key", ADMIN_KEY),)
+
+
+#: The bootstrap admin's API key in every test server.
+ADMIN_KEY = "test-admin-key-0123456789abcdefghijklmnopqrstuvwxyz"
+JWT_SECRET = "test-jwt-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+
 
 def make_config(tmp_path: Path, **env: str) -> Config:
-    """Configuration for tests: a SQLite file in tmp_path, no drain delay, no metrics port."""
+    """Configuration for tests: a SQLite file in tmp_path, a known admin key and JWT secret, no drain delay."""
     base = {
         "BATON_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'baton.db'}",
         "BATON_DRAIN_SECONDS": "0",
         "BATON_GRACE_SECONDS": "1",
         "BATON_METRICS_PORT": "0",
+        "BATON_BOOTSTRAP_ADMIN_API_KEY": ADMIN_KEY,
+        "BATON_JWT_SECRET": JWT_SECRET,
     }
     return load_config({**base, **env})
 
@@ -46,7 +58,7 @@ async def server(tmp_path: Path, server_env: dict[str, str]) -> AsyncIterator[Ru
     """Start a Baton server on an ephemeral loopback port; stop it and close the store afterwards."""
     config = make_config(tmp_path, **server_env)
     store = await open_store(config.storage, auto_migrate=True)
-    baton = BatonServer(config, store)
+    baton = await BatonServer.create(config, store)
     port = await baton.start(host="127.0.0.1", port=0)
     target = f"127.0.0.1:{port}"
     channel = grpc.aio.insecure_channel(target)

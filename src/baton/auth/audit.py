@@ -27,7 +27,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from baton.auth.interfaces import AuditRecord
 from baton.auth.repository import run_read
 from baton.errors import FieldViolation, InvalidArgument
-from baton.pagination import decode_token, encode_token, page_size
+from baton.pagination import decode_token, encode_token
+from baton.pagination import page_size as effective_page_size
 from baton.store import SqlStore, new_id
 from baton.store.tables import AUDIT_OUTCOMES, audit_events
 
@@ -148,11 +149,13 @@ class AuditLog:
         max_queue: int = 10_000,
         batch_size: int = 500,
         flush_interval: float = 0.2,
+        close_timeout: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._batch_size = batch_size
         self._flush_interval = flush_interval
+        self._close_timeout = close_timeout
         self._clock = clock
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
         self._flush_requested = asyncio.Event()
@@ -186,11 +189,11 @@ class AuditLog:
         self._flush_requested.set()
         await self._queue.join()
 
-    async def close(self, timeout: float = 10.0) -> None:
-        """Refuse new events, write the queued ones (for at most `timeout` seconds) and stop the writer."""
+    async def close(self) -> None:
+        """Refuse new events, write the queued ones (for at most `close_timeout` seconds), stop the writer."""
         self._closed = True
         try:
-            await asyncio.wait_for(self.flush(), timeout)
+            await asyncio.wait_for(self.flush(), self._close_timeout)
         except TimeoutError:
             AUDIT_DROPPED.labels("closed").inc(self._queue.qsize())
             log.error("audit_close_timed_out", pending=self._queue.qsize())
@@ -231,10 +234,10 @@ class AuditLog:
                 self._queue.task_done()
 
     async def list_events(
-        self, page_size_: int = 0, page_token: str = "", filter: str = ""
+        self, page_size: int = 0, page_token: str = "", filter: str = ""
     ) -> tuple[list[AuditEventRecord], str]:
         """One page of events matching `filter`, newest first, and the next page's token ("" at the end)."""
-        limit = page_size(page_size_)
+        limit = effective_page_size(page_size)
         conditions = parse_filter(filter)
         bound = {"filter": filter}
         position = decode_token(page_token, bound)

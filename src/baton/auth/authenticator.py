@@ -26,6 +26,7 @@ from baton.auth.credential_repository import ApiKeyRepository
 from baton.auth.principal import Principal
 from baton.auth.repository import UserRecord, UserRepository
 from baton.auth.tokens import TokenClaims, TokenCodec
+from baton.config import AuthConfig
 from baton.errors import Unauthenticated
 from baton.store import SqlStore
 
@@ -76,6 +77,7 @@ def user_principal(user: UserRecord, auth_method: str = "", credential_id: str =
         bindings=user.role_bindings,
         auth_method=auth_method,
         credential_id=credential_id,
+        display_name=user.display_name,
     )
 
 
@@ -106,7 +108,14 @@ class CachingAuthenticator:
         self._verified: OrderedDict[str, TokenClaims] = OrderedDict()
         self._principals: OrderedDict[str, _PrincipalEntry] = OrderedDict()
         self.usage = UsageRecorder()
+        # Bumped by every invalidation: a lookup that overlapped one must not cache what it read before it.
+        self._invalidations = 0
         self._flusher: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, store: SqlStore, config: AuthConfig, tokens: TokenCodec) -> CachingAuthenticator:
+        """An authenticator caching for BATON_API_KEY_CACHE_SECONDS."""
+        return cls(store, tokens, cache_seconds=config.api_key_cache_seconds)
 
     async def start(self) -> None:
         """Start writing recorded key uses every `usage_flush_seconds`."""
@@ -143,6 +152,7 @@ class CachingAuthenticator:
 
     def invalidate_key(self, key_id: str) -> None:
         """Forget a key at once on this replica (after a revocation); other replicas within `cache_seconds`."""
+        self._invalidations += 1
         for digest in [d for d, entry in self._keys.items() if entry.key_id == key_id]:
             del self._keys[digest]
         for digest in [d for d, refusal in self._refusals.items() if refusal.key_id == key_id]:
@@ -151,6 +161,7 @@ class CachingAuthenticator:
     def invalidate_principal(self, principal_id: str) -> None:
         """Forget everything cached about a principal at once on this replica (after it was disabled, deleted
         or had its roles changed); other replicas notice within `cache_seconds`."""
+        self._invalidations += 1
         for digest in [d for d, entry in self._keys.items() if entry.principal.id == principal_id]:
             del self._keys[digest]
         for digest in [d for d, refusal in self._refusals.items() if refusal.principal_id == principal_id]:
@@ -187,26 +198,30 @@ class CachingAuthenticator:
             del self._refusals[digest]
         if not is_plausible_key(api_key):
             raise Unauthenticated("the API key is malformed", reason="API_KEY_INVALID")
+        generation = self._invalidations
         match = await self._keys_repository.find(parse_key_id(api_key), digest)
-        now = self._wall_clock()
+        now, cacheable = self._wall_clock(), self._ttl > 0 and generation == self._invalidations
         if match is None:
-            self._refuse(digest, "API_KEY_INVALID", "the API key is not valid", None, None)
+            self._refuse(digest, "API_KEY_INVALID", "the API key is not valid", None, None, cacheable)
         key, user = match.key, match.user
         expires_at = None if key.expire_time is None else key.expire_time.timestamp()
         if key.revoke_time is not None:
-            self._refuse(digest, "API_KEY_REVOKED", "the API key was revoked", user.id, key.id)
+            self._refuse(digest, "API_KEY_REVOKED", "the API key was revoked", user.id, key.id, cacheable)
         if expires_at is not None and now >= expires_at:
-            self._refuse(digest, "API_KEY_EXPIRED", "the API key has expired", user.id, key.id)
+            self._refuse(digest, "API_KEY_EXPIRED", "the API key has expired", user.id, key.id, cacheable)
         if user.disabled:
-            self._refuse(digest, "PRINCIPAL_DISABLED", "the API key belongs to a disabled user", user.id, key.id)
+            message = "the API key belongs to a disabled user"
+            self._refuse(digest, "PRINCIPAL_DISABLED", message, user.id, key.id, cacheable)
         principal = user_principal(user, "api_key", key.id)
-        if self._ttl > 0:
+        if cacheable:
             _remember(self._keys, digest, _KeyEntry(principal, key.id, expires_at, self._clock()), self._max_entries)
         self.usage.record(key.id, now)
         return principal
 
-    def _refuse(self, digest: str, reason: str, message: str, principal_id: str | None, key_id: str | None) -> NoReturn:
-        if self._ttl > 0:
+    def _refuse(
+        self, digest: str, reason: str, message: str, principal_id: str | None, key_id: str | None, cacheable: bool
+    ) -> NoReturn:
+        if cacheable:
             refusal = _Refusal(reason, message, principal_id, key_id, self._clock())
             _remember(self._refusals, digest, refusal, self._max_entries)
         raise Unauthenticated(message, reason=reason)
@@ -230,8 +245,7 @@ class CachingAuthenticator:
             raise Unauthenticated("the access token's user is disabled", reason="PRINCIPAL_DISABLED")
         if claims.version != entry.user.revision:
             raise Unauthenticated(
-                "the access token predates a change to its user (roles, status or password); "
-                "get a new one with RefreshToken or Login",
+                "the access token predates a change to its user; get a new one with RefreshToken or Login",
                 reason="TOKEN_INVALID",
             )
         return replace(entry.principal, auth_method="jwt", credential_id=claims.jti)
@@ -240,8 +254,9 @@ class CachingAuthenticator:
         entry = self._principals.get(principal_id)
         if entry is not None and self._clock() - entry.cached_at < self._ttl:
             return entry
+        generation = self._invalidations
         user = await self._users.get(principal_id)
         entry = _PrincipalEntry(user, None if user is None else user_principal(user), self._clock())
-        if self._ttl > 0:
+        if self._ttl > 0 and generation == self._invalidations:
             _remember(self._principals, principal_id, entry, self._max_entries)
         return entry

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from baton.errors import FieldViolation
 
 
 class Role(StrEnum):
@@ -70,6 +73,7 @@ class Principal:
     credential_id: str = ""
     global_permissions: frozenset[str] = field(default=frozenset())
     scoped_permissions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    display_name: str = ""
 
     @classmethod
     def build(
@@ -81,6 +85,7 @@ class Principal:
         bindings: Iterable[RoleBinding],
         auth_method: str = "",
         credential_id: str = "",
+        display_name: str = "",
     ) -> Principal:
         """Resolve the bindings into global and per-namespace permission sets."""
         bindings = tuple(bindings)
@@ -101,6 +106,7 @@ class Principal:
             credential_id=credential_id,
             global_permissions=frozenset(global_permissions),
             scoped_permissions={ns: frozenset(p) for ns, p in scoped.items()},
+            display_name=display_name,
         )
 
     @property
@@ -137,3 +143,41 @@ class Principal:
             if perm not in self.global_permissions
         }
         return sorted(self.global_permissions | scoped)
+
+
+_ROLE_NAMES = frozenset(role.value for role in Role)
+USERNAME_PATTERN = re.compile(r"[a-z0-9._@-]{3,64}")
+NAMESPACE_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+def username_violations(username: str, field: str = "user.username") -> list[FieldViolation]:
+    """What is wrong with a username (empty when it is valid)."""
+    if USERNAME_PATTERN.fullmatch(username):
+        return []
+    return [FieldViolation(field, "must be 3-64 characters of lower-case letters, digits and . _ @ -")]
+
+
+def binding_violations(bindings: Sequence[RoleBinding], field: str = "user.role_bindings") -> list[FieldViolation]:
+    """What is wrong with role bindings: unknown roles, namespace names that are not 1-63 characters of
+    [a-z0-9-] starting with a letter. A namespace of None (or "") grants the role everywhere."""
+    violations: list[FieldViolation] = []
+    for index, binding in enumerate(bindings):
+        if binding.role not in _ROLE_NAMES:
+            violations.append(FieldViolation(f"{field}[{index}].role", f"must be one of {', '.join(Role)}"))
+        namespace = binding.namespace
+        if namespace and not NAMESPACE_PATTERN.fullmatch(namespace):
+            violations.append(
+                FieldViolation(
+                    f"{field}[{index}].namespace",
+                    "must be 1-63 characters of lower-case letters, digits and -, starting with a letter",
+                )
+            )
+    return violations
+
+
+def normalized_bindings(bindings: Iterable[RoleBinding]) -> tuple[RoleBinding, ...]:
+    """Bindings with "" namespaces as None and duplicates removed, in their first order."""
+    seen: dict[RoleBinding, None] = {}
+    for binding in bindings:
+        seen.setdefault(RoleBinding(Role(binding.role), binding.namespace or None), None)
+    return tuple(seen)

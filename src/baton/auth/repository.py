@@ -50,16 +50,6 @@ class UserRecord:
         return is_global_admin(self.role_bindings)
 
 
-@dataclass(frozen=True, slots=True)
-class UserChanges:
-    """New values for UpdateUser; only the fields named in the update mask are applied."""
-
-    display_name: str = ""
-    role_bindings: tuple[RoleBinding, ...] = ()
-    disabled: bool = False
-    password: str = ""
-
-
 def is_global_admin(bindings: Iterable[RoleBinding]) -> bool:
     """Whether the bindings grant the admin role in every namespace."""
     return any(b.role is Role.ADMIN and b.namespace is None for b in bindings)

@@ -1,8 +1,10 @@
 """Access tokens (signed JWTs) and refresh tokens (opaque random strings, stored as SHA-256 digests).
 
 Access tokens carry iss, aud, sub (the principal id), iat, nbf, exp, jti and `ver`, the principal's revision
-when the token was issued: any change to the principal (roles, disabled flag, password) bumps the revision, so
-outstanding tokens stop working once the authenticator's principal cache notices. Verification accepts only the
+when the token was issued: every update of the principal (roles, disabled flag, password, display name) bumps
+the revision, so outstanding tokens stop working once the authenticator's principal cache notices (at once on
+the replica that made the change, within BATON_API_KEY_CACHE_SECONDS elsewhere); RefreshToken issues a
+token of the new revision. Verification accepts only the
 configured algorithm, so `alg: none` and HS/RS key confusion are refused by construction.
 """
 

@@ -5,19 +5,28 @@ Standard-library loggers (grpc, sqlalchemy, alembic) go through the same rendere
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import weakref
 from typing import Any, TextIO
 
 import structlog
 
+from baton.observability.context import add_call_context
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+_access: dict[str, Any] = {"format": "json", "level": logging.INFO, "stream": None}
 
 
 def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
     """Route structlog and the standard library to `stream` (stderr) as JSON or console lines."""
+    _access.update(format=fmt, level=_LEVELS.get(level, logging.INFO), stream=stream)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_call_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -52,3 +61,81 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger named after the module."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+class BatchedWriter:
+    """A structlog output that writes rendered lines in batches: at most `interval` seconds after the first
+    unwritten line, or at once when `max_pending` lines wait. One write system call per batch instead of one per
+    line keeps the access log cheap under load; `flush()` runs at shutdown so no line is lost."""
+
+    def __init__(self, stream: TextIO, interval: float = 0.1, max_pending: int = 512) -> None:
+        self._stream = stream
+        self._interval = interval
+        self._max_pending = max_pending
+        self._lines: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        _writers.add(self)
+
+    def msg(self, message: str) -> None:
+        """Queue one rendered line."""
+        self._lines.append(message)
+        if len(self._lines) >= self._max_pending:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._timer = loop.call_later(self._interval, self.flush)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._lines:
+            text = "\n".join(self._lines) + "\n"
+            self._lines.clear()
+            self._stream.write(text)
+            self._stream.flush()
+
+
+_writers: weakref.WeakSet[BatchedWriter] = weakref.WeakSet()
+
+
+def flush_logs() -> None:
+    """Write out every batched log line (called on shutdown)."""
+    for writer in list(_writers):
+        writer.flush()
+
+
+def access_logger(name: str = "baton.access") -> Any:
+    """A lean structlog logger for the one-line-per-RPC access log.
+
+    It renders straight to the stream (no standard-library LogRecord, caller lookup or formatter), because it
+    runs on every call; the format and the level are those given to configure_logging.
+    """
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if _access["format"] == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    logger = structlog.wrap_logger(
+        BatchedWriter(_access["stream"] or sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_access["level"]),
+    )
+    return logger.bind(logger=name)
+
+
+def access_level() -> int:
+    """The lowest level the access log writes."""
+    level: int = _access["level"]
+    return level

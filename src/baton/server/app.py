@@ -19,8 +19,11 @@ from baton.config import Config, ServerConfig
 from baton.observability.logging import configure_logging, get_logger
 from baton.observability.metrics import MetricsEndpoint, start_metrics
 from baton.server.health import HEALTH_SERVICE, Health
-from baton.server.policy import MethodPolicy, load_policies, service_names
+from baton.server.interceptors.chain import ChainDependencies, build_chain
+from baton.server.interceptors.registrar import ChainedServer
+from baton.server.policy import MethodPolicy, PolicyError, load_policies, service_names
 from baton.server.reflection import enable_reflection
+from baton.server.runtime import Runtime, build_runtime
 from baton.server.services import ServiceContext, register_services
 from baton.store import SqlStore, StorageError, open_store
 
@@ -54,24 +57,52 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
 
 
 class BatonServer:
-    """One Baton gRPC server bound to one address."""
+    """One Baton gRPC server bound to one address. Build it with `await BatonServer.create(...)`."""
 
-    def __init__(self, config: Config, store: SqlStore, policies: dict[str, MethodPolicy] | None = None) -> None:
-        self.config = config
-        self.store = store
-        self.policies = policies if policies is not None else load_policies()
+    def __init__(self, runtime: Runtime, policies: dict[str, MethodPolicy]) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.store = runtime.store
+        self.policies = policies
         self.started_at = time.time()
         self.shutdown_event = asyncio.Event()
         self.health = Health(service_names(), self._readiness)
         self.port = 0
-        self._server = grpc.aio.server(
-            options=server_options(config.server),
-            maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
+        built = build_chain(
+            ChainDependencies(
+                policies=policies,
+                authenticator=runtime.authenticator,
+                audit=runtime.audit,
+                limiter=runtime.limiter,
+                rate_limit=runtime.config.rate_limit,
+                metrics=runtime.metrics,
+                tracer_provider=runtime.tracer_provider,
+            )
         )
-        context = ServiceContext(config=config, store=store, policies=self.policies, shutdown=self.shutdown_event)
-        register_services(self._server, context)
-        self.health.add_to(self._server)
-        enable_reflection(self._server, [*service_names(), HEALTH_SERVICE])
+        self._server = grpc.aio.server(
+            interceptors=built.interceptors,
+            options=server_options(self.config.server),
+            maximum_concurrent_rpcs=self.config.server.max_concurrent_rpcs,
+        )
+        context = ServiceContext(
+            runtime=runtime,
+            policies=policies,
+            shutdown=self.shutdown_event,
+            started_at=self.started_at,
+            draining=lambda: self.health.draining,
+        )
+        registrar = ChainedServer(self._server, built.chain)
+        register_services(registrar, context)
+        self.health.add_to(registrar)
+        enable_reflection(registrar, [*service_names(), HEALTH_SERVICE])
+        registrar.check_complete()
+
+    @classmethod
+    async def create(cls, config: Config, store: SqlStore, **runtime_options: Any) -> BatonServer:
+        """Read the policy table (PolicyError when a method has none), build the runtime and the server."""
+        policies = load_policies()
+        runtime = await build_runtime(config, store, **runtime_options)
+        return cls(runtime, policies)
 
     async def _readiness(self) -> str | None:
         await self.store.ping()
@@ -114,6 +145,7 @@ class BatonServer:
         self.shutdown_event.set()
         await self._server.stop(grace)
         await self.health.stop()
+        await self.runtime.close()
         log.info("server.stopped")
 
     async def wait_for_termination(self) -> None:
@@ -139,7 +171,11 @@ async def run(config: Config) -> int:
         return 1
     metrics: MetricsEndpoint | None = None
     try:
-        server = BatonServer(config, store)
+        try:
+            server = await BatonServer.create(config, store)
+        except PolicyError as exc:
+            log.error("server.policy_missing", error=str(exc))
+            return 1
         await server.start()
         if config.server.metrics_port:
             metrics = start_metrics(config.server.metrics_host, config.server.metrics_port)

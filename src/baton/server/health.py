@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
@@ -41,7 +41,7 @@ class Health:
         self._ready: bool | None = None
         self.draining = False
 
-    def add_to(self, server: grpc.aio.Server) -> None:
+    def add_to(self, server: Any) -> None:
         """Register the health service on the server."""
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, server)
 

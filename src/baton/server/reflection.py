@@ -9,11 +9,11 @@ clients can describe the v1 service itself.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
 V1ALPHA_SERVICE = reflection.SERVICE_NAME
@@ -42,12 +42,20 @@ def _register_v1_descriptor() -> None:
     pool.Add(proto)
 
 
-def enable_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
+class Registrar(Protocol):
+    """Where services are registered (the server, or the chain's registrar)."""
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None: ...
+
+    def add_registered_method_handlers(self, service: str, method_handlers: Any) -> None: ...
+
+
+def enable_reflection(server: Registrar, service_names: Sequence[str]) -> None:
     """Serve reflection v1 and v1alpha, listing `service_names` plus both reflection services."""
     _register_v1_descriptor()
     names = [*service_names, V1_SERVICE, V1ALPHA_SERVICE]
     servicer = reflection.aio.ReflectionServicer(names)
-    reflection.enable_server_reflection(names, server)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
 
     async def info(
         requests: AsyncIterator[reflection_pb2.ServerReflectionRequest], context: Any
@@ -60,6 +68,6 @@ def enable_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> 
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(V1_SERVICE, {"ServerReflectionInfo": handler}),)
-    )
+    handlers = {"ServerReflectionInfo": handler}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(V1_SERVICE, handlers),))
+    server.add_registered_method_handlers(V1_SERVICE, handlers)

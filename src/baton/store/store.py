@@ -9,8 +9,8 @@ await crosses to the driver's thread.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
 from sqlalchemy import func, select, text

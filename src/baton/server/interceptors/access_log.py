@@ -11,7 +11,7 @@ import logging
 import grpc
 from opentelemetry import trace
 
-from baton.observability.logging import get_logger
+from baton.observability.logging import access_level, access_logger
 from baton.server.interceptors.base import Call
 
 #: go-grpc-middleware's DefaultServerCodeToLevel.
@@ -41,8 +41,8 @@ class AccessLogConcern:
     """Writes the access line in `after`, once the final code is known."""
 
     def __init__(self, logger_name: str = "baton.access") -> None:
-        self._log = get_logger(logger_name)
-        self._enabled_for = logging.getLogger(logger_name).isEnabledFor
+        self._log = access_logger(logger_name)
+        self._min_level = access_level()
 
     async def before(self, call: Call) -> None:
         """Remember the peer (the only thing needed from the context up front)."""
@@ -51,7 +51,7 @@ class AccessLogConcern:
     def after(self, call: Call) -> None:
         """Log the call."""
         level = level_for(call.code)
-        if not self._enabled_for(level):
+        if level < self._min_level:
             return
         principal = call.principal
         fields = {

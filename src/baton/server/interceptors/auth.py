@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from prometheus_client import Counter
 
 from baton.auth.interfaces import AuditRecord, AuditSink, Authenticator
@@ -57,7 +56,6 @@ class AuthenticationConcern:
                 reason="CREDENTIALS_MISSING",
             )
         call.principal = principal
-        structlog.contextvars.bind_contextvars(principal=principal.id)
 
     def _refuse(self, call: Call, reason: str, message: str) -> None:
         AUTH_FAILURES.labels(reason, call.policy.service).inc()

@@ -1,10 +1,11 @@
 """The one place that wraps gRPC method handlers; every concern is a pair of plain hooks.
 
-grpc.aio interceptors see only the method name and metadata. To see the request, the principal and the final
-status, `ChainInterceptor` wraps the RpcMethodHandler of each Baton method (once per method, cached) for all
-four call kinds. Per call it creates a `Call`, runs each concern's `before` in chain order, runs the servicer
-(under the deadline the `deadline` concern set), maps any exception to a status through the error concern, and
-runs each concern's `after` in reverse order so metrics and the access log see the final code.
+grpc.aio interceptors see only the method name and metadata, and cost a coroutine hop per call before the
+handler even starts. Instead `Chain.wrap` wraps the RpcMethodHandler of each method once, when services are
+registered (see registrar.py), for all four call kinds. Per call it creates a `Call`, runs each concern's
+`before` in chain order, runs the servicer (under the deadline the `deadline` concern set), maps any exception to
+a status through the error mapper, and runs each concern's `after` in reverse order so metrics and the access
+log see the final code.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import asyncio
 import contextvars
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from baton.auth.principal import Principal
-from baton.server.policy import MethodPolicy
+from baton.observability.context import CURRENT_CALL
+from baton.server.policy import CallKind, Idempotency, MethodPolicy
 
 if TYPE_CHECKING:
     Context = grpc.aio.ServicerContext[Any, Any]
     Handler = grpc.RpcMethodHandler[Any, Any]
 
-_current_call: contextvars.ContextVar[Call | None] = contextvars.ContextVar("baton_call", default=None)
+_current_call: contextvars.ContextVar[Call | None] = CURRENT_CALL
 
 
 def current_call() -> Call | None:
@@ -107,9 +109,9 @@ class ErrorMapper(Protocol):
 Behavior = Callable[..., Any]
 
 
-class ChainInterceptor(grpc.aio.ServerInterceptor):
-    """Runs `concerns` around every method in `policies`, `exempt_concerns` around exempt ones (health,
-    reflection); methods with no policy at all pass through untouched."""
+class Chain:
+    """Runs `concerns` around every method in `policies` and `exempt_concerns` around exempt ones (health,
+    reflection). A method missing from the table is refused by default (it needs a permission nobody holds)."""
 
     def __init__(
         self,
@@ -121,24 +123,10 @@ class ChainInterceptor(grpc.aio.ServerInterceptor):
         self._policies = policies
         self._chains = {False: _Chain(concerns), True: _Chain(exempt_concerns)}
         self._errors = errors
-        self._wrapped: dict[str, Handler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        policy = self._policies.get(method)
-        if handler is None or policy is None:
-            return handler
-        wrapped = self._wrap(handler, policy)
-        self._wrapped[method] = wrapped
-        return wrapped
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """The handler of `method` (`/pkg.Service/Method`) with the chain around it."""
+        return self._wrap(handler, self._policies.get(method) or _no_policy(method, handler))
 
     async def _fail(self, call: Call, error: BaseException) -> None:
         if isinstance(error, grpc.aio.AbortError):
@@ -249,6 +237,32 @@ class ChainInterceptor(grpc.aio.ServerInterceptor):
                 chain.leave(call)
 
         return run
+
+
+def _no_policy(method: str, handler: Handler) -> MethodPolicy:
+    """Default deny: a served method missing from the policy table needs a permission nobody holds."""
+    service, _, name = method.strip("/").partition("/")
+    kind = (
+        CallKind.UNARY
+        if handler.unary_unary is not None
+        else CallKind.SERVER_STREAM
+        if handler.unary_stream is not None
+        else CallKind.CLIENT_STREAM
+        if handler.stream_unary is not None
+        else CallKind.BIDI_STREAM
+    )
+    return MethodPolicy(
+        full_method=method,
+        service=service,
+        method=name,
+        kind=kind,
+        permission="baton.no-policy",
+        public=False,
+        rate_cost=1,
+        default_deadline_seconds=30.0,
+        idempotency=Idempotency.UNKNOWN,
+        namespace_field="",
+    )
 
 
 class _Chain:

@@ -5,10 +5,12 @@ Read `build_chain` top to bottom to know what every request goes through:
     request ID → tracing → metrics + access log → error boundary → authentication → authorization
     → rate limit → deadline → servicer
 
-Tracing spans are opened by OpenTelemetry's own aio interceptor, placed outside the chain (only when a tracer
-provider exists, so tracing without an exporter costs nothing); inside, the tracing concern annotates the span.
-The error boundary is the chain's exception handler: it turns whatever the inner concerns or the servicer raise
-into a google.rpc.Status before the `after` hooks of metrics and the access log run, so they see the final code.
+The chain wraps every method handler once, when services are registered (registrar.py). Tracing spans are
+opened by OpenTelemetry's own aio interceptor, the one gRPC interceptor left, placed outside the chain and only
+when a tracer provider exists (so tracing without an exporter costs nothing); inside, the tracing concern
+annotates the span. The error boundary is the chain's exception handler: it turns whatever the inner concerns or
+the servicer raise into a google.rpc.Status before the `after` hooks of metrics and the access log run, so they
+see the final code.
 
 Exemptions are declared here and nowhere else: health and reflection get request IDs, metrics and access logs
 but no authentication, authorization, rate limit or deadline.
@@ -29,7 +31,7 @@ from baton.config import RateLimitConfig
 from baton.ratelimit import RateLimiter
 from baton.server.interceptors.access_log import AccessLogConcern
 from baton.server.interceptors.auth import AuthenticationConcern, AuthorizationConcern
-from baton.server.interceptors.base import ChainInterceptor, Concern
+from baton.server.interceptors.base import Chain, Concern
 from baton.server.interceptors.deadline import DeadlineConcern
 from baton.server.interceptors.errors import ErrorBoundary
 from baton.server.interceptors.metrics import MetricsConcern, ServerMetrics
@@ -56,8 +58,16 @@ class ChainDependencies:
     tracer_provider: TracerProvider | None = None
 
 
-def build_chain(deps: ChainDependencies) -> list[grpc.aio.ServerInterceptor]:
-    """The server's interceptors, outermost first."""
+@dataclass(frozen=True)
+class BuiltChain:
+    """The gRPC interceptors to give the server (outermost first) and the chain to register services with."""
+
+    interceptors: list[grpc.aio.ServerInterceptor]
+    chain: Chain
+
+
+def build_chain(deps: ChainDependencies) -> BuiltChain:
+    """The server's chain, outermost first."""
     exempt = exempt_policies((health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR))
     exempt.update(
         {
@@ -89,8 +99,7 @@ def build_chain(deps: ChainDependencies) -> list[grpc.aio.ServerInterceptor]:
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if deps.tracer_provider is not None:
         interceptors.append(span_interceptor(deps.tracer_provider, EXEMPT_SERVICES))
-    interceptors.append(ChainInterceptor(policies, concerns, exempt_concerns, ErrorBoundary()))
-    return interceptors
+    return BuiltChain(interceptors, Chain(policies, concerns, exempt_concerns, ErrorBoundary()))
 
 
 def policy_for_v1(policy: MethodPolicy) -> MethodPolicy:

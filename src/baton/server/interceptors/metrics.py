@@ -89,15 +89,22 @@ class MetricsConcern:
     """Counts starts in `before` and outcomes, latency and messages in `after`."""
 
     def __init__(self, metrics: ServerMetrics, policies: Iterable[MethodPolicy]) -> None:
+        self._metrics = metrics
         self._series = {policy.full_method: _MethodSeries(metrics, policy) for policy in policies}
+
+    def _for(self, policy: MethodPolicy) -> _MethodSeries:
+        series = self._series.get(policy.full_method)
+        if series is None:  # a method outside the policy table (refused by default)
+            series = self._series[policy.full_method] = _MethodSeries(self._metrics, policy)
+        return series
 
     async def before(self, call: Call) -> None:
         """Count the start."""
-        self._series[call.policy.full_method].started.inc()
+        self._for(call.policy).started.inc()
 
     def after(self, call: Call) -> None:
         """Count the outcome with its code, the latency and the messages."""
-        series = self._series[call.policy.full_method]
+        series = self._for(call.policy)
         series.handled[call.code].inc()
         series.seconds.observe(call.elapsed())
         if call.messages_received:

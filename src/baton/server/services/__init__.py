@@ -15,6 +15,10 @@ import grpc
 
 from baton.config import Config
 from baton.server.policy import MethodPolicy
+from baton.server.runtime import Runtime
+from baton.server.services.admin import AdminService
+from baton.server.services.auth import AuthService
+from baton.server.services.users import UserService
 from baton.store import SqlStore
 from baton.v1 import (
     admin_pb2_grpc,
@@ -28,12 +32,23 @@ from baton.v1 import (
 
 @dataclass(frozen=True)
 class ServiceContext:
-    """What servicers get: configuration, the store, the policy table and the shutdown signal."""
+    """What servicers get: the runtime's components, the policy table and the server's lifecycle."""
 
-    config: Config
-    store: SqlStore
+    runtime: Runtime
     policies: dict[str, MethodPolicy]
     shutdown: asyncio.Event
+    started_at: float
+    draining: Callable[[], bool]
+
+    @property
+    def config(self) -> Config:
+        """The configuration."""
+        return self.runtime.config
+
+    @property
+    def store(self) -> SqlStore:
+        """The store."""
+        return self.runtime.store
 
 
 def _unimplemented(servicer: type[Any]) -> Callable[[ServiceContext], Any]:
@@ -42,17 +57,20 @@ def _unimplemented(servicer: type[Any]) -> Callable[[ServiceContext], Any]:
 
 
 #: (add_XServicer_to_server, factory of the servicer) for every Baton service.
-_REGISTRY: list[tuple[Callable[[Any, grpc.aio.Server], None], Callable[[ServiceContext], Any]]] = [
+_REGISTRY: list[tuple[Callable[[Any, Any], None], Callable[[ServiceContext], Any]]] = [
     (handlers_pb2_grpc.add_HandlerServiceServicer_to_server, _unimplemented(handlers_pb2_grpc.HandlerServiceServicer)),
     (tasks_pb2_grpc.add_TaskServiceServicer_to_server, _unimplemented(tasks_pb2_grpc.TaskServiceServicer)),
     (workers_pb2_grpc.add_WorkerServiceServicer_to_server, _unimplemented(workers_pb2_grpc.WorkerServiceServicer)),
-    (auth_pb2_grpc.add_AuthServiceServicer_to_server, _unimplemented(auth_pb2_grpc.AuthServiceServicer)),
-    (users_pb2_grpc.add_UserServiceServicer_to_server, _unimplemented(users_pb2_grpc.UserServiceServicer)),
-    (admin_pb2_grpc.add_AdminServiceServicer_to_server, _unimplemented(admin_pb2_grpc.AdminServiceServicer)),
+    (auth_pb2_grpc.add_AuthServiceServicer_to_server, lambda c: AuthService(c.runtime.manager)),
+    (users_pb2_grpc.add_UserServiceServicer_to_server, lambda c: UserService(c.runtime.manager)),
+    (
+        admin_pb2_grpc.add_AdminServiceServicer_to_server,
+        lambda c: AdminService(c.store, c.runtime.limiter, c.runtime.audit, c.started_at, c.draining),
+    ),
 ]
 
 
-def register_services(server: grpc.aio.Server, context: ServiceContext) -> None:
+def register_services(server: Any, context: ServiceContext) -> None:
     """Add every Baton servicer to the server."""
     for add, factory in _REGISTRY:
         add(factory(context), server)

@@ -24,9 +24,7 @@ class _RateLimitState(Protocol):
 
 
 class _AuditReader(Protocol):
-    async def list_events(
-        self, page_size: int, page_token: str, filter: str
-    ) -> tuple[list[AuditEventRecord], str]: ...
+    async def list_events(self, page_size: int, page_token: str, filter: str) -> tuple[list[AuditEventRecord], str]: ...
 
 
 def audit_event(record: AuditEventRecord) -> admin_pb2.AuditEvent:
@@ -55,14 +53,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         audit: _AuditReader,
         started_at: float,
         draining: Callable[[], bool],
-        active_workers: Callable[[], Any] | None = None,
     ) -> None:
         self._store = store
         self._limiter = limiter
         self._audit = audit
         self._started_at = started_at
         self._draining = draining
-        self._active_workers = active_workers
 
     async def GetStatus(self, request: admin_pb2.GetStatusRequest, context: Any) -> admin_pb2.ServerStatus:
         """Version, uptime, database round trip and revision, rate-limit state, task counts, workers."""

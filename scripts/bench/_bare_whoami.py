@@ -1,0 +1,45 @@
+"""A bare grpc.aio server answering AuthService.WhoAmI with a fixed principal: the baseline of bench/chain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any
+
+import grpc
+
+from baton.v1 import auth_pb2, auth_pb2_grpc, common_pb2, users_pb2
+
+RESPONSE = auth_pb2.WhoAmIResponse(
+    user=users_pb2.User(
+        id="0190f5c4-0000-7000-8000-000000000000",
+        username="admin",
+        display_name="Bootstrap admin",
+        kind=users_pb2.USER_KIND_SERVICE_ACCOUNT,
+        role_bindings=[users_pb2.RoleBinding(role=common_pb2.ROLE_ADMIN)],
+    ),
+    auth_method="api_key",
+    permissions=["audit.read", "handlers.read", "handlers.write", "status.read", "tasks.read"],
+)
+
+
+class Bare(auth_pb2_grpc.AuthServiceServicer):
+    async def WhoAmI(self, request: auth_pb2.WhoAmIRequest, context: Any) -> auth_pb2.WhoAmIResponse:
+        return RESPONSE
+
+
+async def main(port: int) -> None:
+    server = grpc.aio.server()
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(Bare(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))

@@ -1,0 +1,74 @@
+"""The components a server runs with, built once from the configuration and closed in order on shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from baton.auth import AuditLog, AuthManager, CachingAuthenticator, TokenCodec, ensure_bootstrap_admin
+from baton.config import Config
+from baton.observability.logging import flush_logs, get_logger
+from baton.observability.tracing import build_tracer_provider
+from baton.ratelimit import CompositeLimiter, build_limiter
+from baton.server.interceptors.metrics import ServerMetrics, default_server_metrics
+from baton.store import SqlStore
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything the chain and the servicers share."""
+
+    config: Config
+    store: SqlStore
+    tokens: TokenCodec
+    audit: AuditLog
+    authenticator: CachingAuthenticator
+    manager: AuthManager
+    limiter: CompositeLimiter | None
+    metrics: ServerMetrics
+    tracer_provider: TracerProvider | None
+
+    async def close(self) -> None:
+        """Flush and stop the background writers, the limiter and the tracer (the store is closed by its
+        owner, after this)."""
+        await self.authenticator.close()
+        await self.audit.close()
+        if self.limiter is not None:
+            await self.limiter.close()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        flush_logs()
+
+
+async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: TracerProvider | None = None) -> Runtime:
+    """Build and start the components; creates the bootstrap admin when BATON_BOOTSTRAP_ADMIN_API_KEY asks.
+
+    `tracer_provider` overrides the one the OTEL_* variables would build (tests pass an in-memory one).
+    """
+    tokens = TokenCodec.from_config(config.auth)
+    audit = AuditLog(store)
+    await audit.start()
+    authenticator = CachingAuthenticator.from_config(store, config.auth, tokens)
+    await authenticator.start()
+    manager = AuthManager.from_config(store, config.auth, tokens=tokens, audit=audit, cache=authenticator)
+    bootstrap_key = config.auth.bootstrap_admin_api_key
+    if bootstrap_key is not None:
+        result = await ensure_bootstrap_admin(manager, bootstrap_key.get_secret_value())
+        if result.created:
+            log.info("auth.bootstrap_admin_created", username=result.user.username if result.user else "admin")
+    limiter = build_limiter(config.rate_limit) if config.rate_limit.rate_limit_enabled else None
+    provider = tracer_provider if tracer_provider is not None else build_tracer_provider(config.telemetry)
+    return Runtime(
+        config=config,
+        store=store,
+        tokens=tokens,
+        audit=audit,
+        authenticator=authenticator,
+        manager=manager,
+        limiter=limiter,
+        metrics=default_server_metrics(),
+        tracer_provider=provider,
+    )

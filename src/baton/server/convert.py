@@ -26,7 +26,7 @@ def from_timestamp(value: timestamp_pb2.Timestamp) -> datetime:
 def duration(seconds: float) -> duration_pb2.Duration:
     """A Duration of `seconds`."""
     whole = int(seconds)
-    return duration_pb2.Duration(seconds=whole, nanos=int(round((seconds - whole) * 1e9)))
+    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
 
 
 def seconds(value: duration_pb2.Duration) -> float:

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from baton.config import Config
 from baton.server.policy import MethodPolicy
 from baton.server.runtime import Runtime

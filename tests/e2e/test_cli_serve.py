@@ -198,3 +198,31 @@ def test_config_file_is_read_and_env_wins(tmp_path: Path) -> None:
     assert '"port": 6002' in result.stdout
     assert '"max_message_bytes": 2048' in result.stdout
     assert '"log_format": "console"' in result.stdout
+
+
+def test_admin_bootstrap_prints_a_working_key_once(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    first = subprocess.run([*BATON, "admin", "bootstrap"], env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    key = next(line.strip() for line in first.stdout.splitlines() if line.strip().startswith("bk_"))
+    second = subprocess.run([*BATON, "admin", "bootstrap"], env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0
+    assert "nothing to do" in second.stdout
+    assert key not in second.stdout
+    quiet = subprocess.run(
+        [*BATON, "admin", "bootstrap", "--quiet"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert quiet.stdout == ""
+    proc = subprocess.Popen([*BATON, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_serving(int(env["BATON_PORT"]))
+        from baton.v1 import auth_pb2, auth_pb2_grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{env['BATON_PORT']}") as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            me = stub.WhoAmI(auth_pb2.WhoAmIRequest(), metadata=(("x-api-key", key),), timeout=5)
+            assert me.user.username == "admin"
+            assert "users.admin" in me.permissions
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)

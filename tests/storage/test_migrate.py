@@ -121,3 +121,10 @@ async def test_replicas_migrating_at_once_migrate_once(storage_config: StorageCo
             await store.close()
 
     assert all(status.is_current for status in statuses)
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    from baton.store.migrate import head_revision
+    from baton.store.migrations import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION, "update HEAD_REVISION in baton/store/migrations/__init__.py"

@@ -33,8 +33,15 @@ class Passwords:
 
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or PasswordHasher()
-        # Verified against when the user is unknown or has no password, so that every login costs one verify.
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(24))
+        self._dummy: str | None = None
+
+    @property
+    def _dummy_hash(self) -> str:
+        """Verified against when the user is unknown or has no password, so that every login costs one verify.
+        Made on first use: one argon2 hash costs more than the rest of start-up."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(secrets.token_urlsafe(24))
+        return self._dummy
 
     def hash(self, password: str) -> str:
         """A new argon2id hash of `password` with a random salt."""

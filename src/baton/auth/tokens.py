@@ -10,17 +10,18 @@ configured algorithm, so `alg: none` and HS/RS key confusion are refused by cons
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import jwt
 import structlog
-from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 from baton.config import AuthConfig
 from baton.errors import Unauthenticated
@@ -31,15 +32,29 @@ LEEWAY_SECONDS = 5.0
 REFRESH_TOKEN_BYTES = 32
 _REQUIRED_CLAIMS = ["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]
 
-# What each PyJWT failure tells the caller; PyJWT's own messages are not passed on.
-_PROBLEMS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
-    (jwt.InvalidAlgorithmError, "its signing algorithm is not accepted"),
-    (jwt.InvalidSignatureError, "its signature does not verify"),
-    (jwt.ImmatureSignatureError, "it is not valid yet"),
-    (jwt.InvalidAudienceError, "it is for another audience"),
-    (jwt.InvalidIssuerError, "it is from another issuer"),
-    (jwt.DecodeError, "it is not a well-formed JWT"),
-)
+if TYPE_CHECKING:
+    import jwt
+
+
+@functools.cache
+def _pyjwt() -> ModuleType:
+    """PyJWT, imported on first use: it loads `cryptography`, which costs more start-up time than the rest of
+    the auth stack together (the server warms it up in the background once it serves)."""
+    return importlib.import_module("jwt")
+
+
+@functools.cache
+def _problems() -> tuple[tuple[type[jwt.PyJWTError], str], ...]:
+    """What each PyJWT failure tells the caller; PyJWT's own messages are not passed on."""
+    pyjwt = _pyjwt()
+    return (
+        (pyjwt.InvalidAlgorithmError, "its signing algorithm is not accepted"),
+        (pyjwt.InvalidSignatureError, "its signature does not verify"),
+        (pyjwt.ImmatureSignatureError, "it is not valid yet"),
+        (pyjwt.InvalidAudienceError, "it is for another audience"),
+        (pyjwt.InvalidIssuerError, "it is from another issuer"),
+        (pyjwt.DecodeError, "it is not a well-formed JWT"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +127,8 @@ class TokenCodec:
         else:
             if config.jwt_private_key_file is None or config.jwt_public_key_file is None:
                 raise ValueError(f"BATON_JWT_ALGORITHM={config.jwt_algorithm} needs both key files")
+            from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
             signing_key = load_pem_private_key(config.jwt_private_key_file.read_bytes(), password=None)
             verification_key = load_pem_public_key(config.jwt_public_key_file.read_bytes())
         codec = cls(
@@ -124,6 +141,8 @@ class TokenCodec:
             clock=clock,
             ephemeral=ephemeral,
         )
+        if config.jwt_algorithm == "HS256":
+            return codec
         try:
             codec.verify(codec.issue("key-check", 0).token)
         except Unauthenticated:
@@ -148,13 +167,14 @@ class TokenCodec:
             "jti": jti,
             "ver": version,
         }
-        token = jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
+        token: str = _pyjwt().encode(claims, self._signing_key, algorithm=self.algorithm)
         return IssuedToken(token=token, jti=jti, expire_time=datetime.fromtimestamp(expires_at, UTC))
 
     def verify(self, token: str) -> TokenClaims:
         """The claims of a valid token; Unauthenticated (TOKEN_EXPIRED or TOKEN_INVALID) otherwise."""
+        pyjwt = _pyjwt()
         try:
-            claims = jwt.decode(
+            claims = pyjwt.decode(
                 token,
                 self._verification_key,
                 algorithms=[self.algorithm],
@@ -163,14 +183,14 @@ class TokenCodec:
                 leeway=self.leeway_seconds,
                 options={"require": _REQUIRED_CLAIMS},
             )
-        except jwt.ExpiredSignatureError:
+        except pyjwt.ExpiredSignatureError:
             raise Unauthenticated(
                 "the access token has expired; get a new one with RefreshToken or Login", reason="TOKEN_EXPIRED"
             ) from None
-        except jwt.MissingRequiredClaimError as error:
+        except pyjwt.MissingRequiredClaimError as error:
             raise _invalid(f"it lacks the {error.claim!r} claim") from None
-        except jwt.PyJWTError as error:
-            problem = next((text for kind, text in _PROBLEMS if isinstance(error, kind)), "it does not verify")
+        except pyjwt.PyJWTError as error:
+            problem = next((text for kind, text in _problems() if isinstance(error, kind)), "it does not verify")
             raise _invalid(problem) from None
         subject, jti, version = claims.get("sub"), claims.get("jti"), claims.get("ver")
         if not isinstance(subject, str) or not subject or not isinstance(jti, str):

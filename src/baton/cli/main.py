@@ -6,6 +6,7 @@ import typer
 
 from baton.about import VERSION
 from baton.cli import ops
+from baton.cli.admin import admin_app
 
 app = typer.Typer(
     name="baton",
@@ -18,6 +19,7 @@ app.command("serve")(ops.serve)
 app.command("health")(ops.health)
 app.add_typer(ops.migrate_app, name="migrate")
 app.add_typer(ops.config_app, name="config")
+app.add_typer(admin_app, name="admin")
 
 
 @app.command("version")

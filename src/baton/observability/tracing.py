@@ -8,16 +8,24 @@ over OTLP/gRPC; the SDK itself reads the rest (`OTEL_SERVICE_NAME`, `OTEL_RESOUR
 
 from __future__ import annotations
 
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from typing import TYPE_CHECKING
 
 from baton.about import VERSION
 from baton.config import TelemetryConfig
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 
 def build_tracer_provider(config: TelemetryConfig) -> TracerProvider | None:
-    """A provider exporting to the configured exporter, or None when tracing is off."""
+    """A provider exporting to the configured exporter, or None when tracing is off (the SDK is then not even
+    imported)."""
+    if config.traces_exporter is None:
+        return None
+    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
     exporter: SpanExporter
     if config.traces_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

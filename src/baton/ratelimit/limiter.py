@@ -12,20 +12,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Literal
-
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Literal
 
 from baton.config import RateLimitConfig
 from baton.observability.logging import get_logger
 from baton.ratelimit.buckets import LocalBuckets, Verdict
 from baton.ratelimit.metrics import REDIS_FALLBACK, REDIS_FALLBACKS, REJECTED_LOCAL, REJECTED_REDIS
-from baton.ratelimit.redis import RedisBuckets
 
 log = get_logger(__name__)
 
-#: What counts as "Redis is unavailable". Cancellation is not caught: it belongs to the RPC.
-REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
+if TYPE_CHECKING:
+    from baton.ratelimit.redis import RedisBuckets
+
+
+def _redis_errors() -> tuple[type[Exception], ...]:
+    """What counts as "Redis is unavailable". Cancellation is not caught: it belongs to the RPC.
+
+    redis-py (and the `cryptography` it loads) is imported only when Redis is configured, to keep start-up fast.
+    """
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
 
 
 class CompositeLimiter:
@@ -46,6 +53,7 @@ class CompositeLimiter:
         self._healthy = True
         self._next_probe = 0.0
         self._probe: asyncio.Task[None] | None = None
+        self._errors: tuple[type[Exception], ...] = _redis_errors() if remote is not None else ()
 
     @property
     def backend(self) -> Literal["local", "redis"]:
@@ -64,7 +72,7 @@ class CompositeLimiter:
             if self._healthy:
                 try:
                     verdict = await remote.acquire(key, cost, rate, burst)
-                except REDIS_ERRORS as exc:
+                except self._errors as exc:
                     self._fall_back(remote, exc)
                 else:
                     if not verdict.allowed:
@@ -96,7 +104,7 @@ class CompositeLimiter:
     async def _run_probe(self, remote: RedisBuckets) -> None:
         try:
             await remote.ping()
-        except REDIS_ERRORS:
+        except self._errors:
             return
         finally:
             self._probe = None
@@ -120,6 +128,8 @@ def build_limiter(config: RateLimitConfig, *, probe_interval: float = 2.0) -> Co
     """The server's limiter: local buckets when `redis_url` is unset, else Redis with a local fallback."""
     remote = None
     if config.redis_url is not None:
+        from baton.ratelimit.redis import RedisBuckets
+
         remote = RedisBuckets.from_url(config.redis_url.get_secret_value())
     return CompositeLimiter(LocalBuckets(), remote, probe_interval=probe_interval)
 

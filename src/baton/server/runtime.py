@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from opentelemetry.sdk.trace import TracerProvider
+from typing import TYPE_CHECKING
 
 from baton.auth import AuditLog, AuthManager, CachingAuthenticator, TokenCodec, ensure_bootstrap_admin
 from baton.config import Config
@@ -13,6 +12,9 @@ from baton.observability.tracing import build_tracer_provider
 from baton.ratelimit import CompositeLimiter, build_limiter
 from baton.server.interceptors.metrics import ServerMetrics, default_server_metrics
 from baton.store import SqlStore
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = get_logger(__name__)
 

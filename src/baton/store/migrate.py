@@ -11,18 +11,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from baton.store.engine import BEGIN_IMMEDIATE, redacted_url, unavailable
 from baton.store.errors import DatabaseTooNew, MigrationsPending
+from baton.store.migrations import HEAD_REVISION
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # pg_advisory_xact_lock key shared by every Baton migrating the same database ("baton" in ASCII).
@@ -44,6 +46,8 @@ class MigrationStatus:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic Config for Baton's migrations, optionally bound to an open connection."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
@@ -54,6 +58,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 @functools.cache
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -65,7 +71,23 @@ def head_revision() -> str:
     return head
 
 
+def _fast_status(connection: Connection) -> MigrationStatus | None:
+    """The status of a database already at HEAD_REVISION, read without loading Alembic (which costs more
+    start-up time than the rest of the store); None when Alembic must look."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    versions = [row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")]
+    if versions != [HEAD_REVISION]:
+        return None
+    return MigrationStatus(HEAD_REVISION, HEAD_REVISION, [], is_current=True, is_newer=False)
+
+
 def _status(connection: Connection) -> MigrationStatus:
+    fast = _fast_status(connection)
+    if fast is not None:
+        return fast
+    from alembic.runtime.migration import MigrationContext
+
     scripts = _scripts()
     head = head_revision()
     current = MigrationContext.configure(connection).get_current_revision()
@@ -88,11 +110,15 @@ def _check_not_newer(connection: Connection) -> MigrationStatus:
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
     _check_not_newer(connection)
     command.upgrade(alembic_config(connection), revision)
 
 
 def _downgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
     _check_not_newer(connection)
     command.downgrade(alembic_config(connection), revision)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import grpc
-from opentelemetry import trace
 
 from baton.observability.logging import access_level, access_logger
 from baton.server.interceptors.base import Call
@@ -40,7 +39,12 @@ def level_for(code: grpc.StatusCode) -> int:
 class AccessLogConcern:
     """Writes the access line in `after`, once the final code is known."""
 
-    def __init__(self, logger_name: str = "baton.access") -> None:
+    def __init__(self, logger_name: str = "baton.access", *, trace_ids: bool = False) -> None:
+        self._trace = None
+        if trace_ids:
+            from opentelemetry import trace
+
+            self._trace = trace
         self._log = access_logger(logger_name)
         self._min_level = access_level()
 
@@ -63,8 +67,8 @@ class AccessLogConcern:
             "auth": principal.auth_method if principal is not None else None,
             "request_id": call.request_id,
         }
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
+        context = self._trace.get_current_span().get_span_context() if self._trace is not None else None
+        if context is not None and context.is_valid:
             fields["trace_id"] = format(context.trace_id, "032x")
             fields["span_id"] = format(context.span_id, "016x")
         if call.code != grpc.StatusCode.OK and call.details:

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
-from opentelemetry.sdk.trace import TracerProvider
 
 from baton.auth.interfaces import AuditSink, Authenticator
 from baton.config import RateLimitConfig
@@ -40,6 +40,9 @@ from baton.server.interceptors.request_id import RequestIdConcern
 from baton.server.interceptors.tracing import TracingConcern, span_interceptor
 from baton.server.policy import MethodPolicy, exempt_policies
 from baton.server.reflection import V1_SERVICE, V1ALPHA_SERVICE
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 #: Infrastructure services: no credentials, no rate limit, no default deadline.
 EXEMPT_SERVICES = ("grpc.health.v1.Health", V1_SERVICE, V1ALPHA_SERVICE)
@@ -78,23 +81,22 @@ def build_chain(deps: ChainDependencies) -> BuiltChain:
     )
     policies = {**deps.policies, **exempt}
 
+    tracing_on = deps.tracer_provider is not None
     request_id = RequestIdConcern()
-    tracing = TracingConcern()
     metrics = MetricsConcern(deps.metrics, policies.values())
-    access_log = AccessLogConcern()
-    # The error boundary sits here (ChainInterceptor's exception handler).
+    access_log = AccessLogConcern(trace_ids=tracing_on)
+    outer: list[Concern] = [request_id, TracingConcern()] if tracing_on else [request_id]
+    outer += [metrics, access_log]
+    # The error boundary sits here (Chain's exception handler).
     concerns: list[Concern] = [
-        request_id,
-        tracing,
-        metrics,
-        access_log,
+        *outer,
         AuthenticationConcern(deps.authenticator, deps.audit),
         AuthorizationConcern(deps.audit),
     ]
     if deps.limiter is not None and deps.rate_limit.rate_limit_enabled:
         concerns.append(RateLimitConcern(deps.limiter, deps.rate_limit))
     concerns.append(DeadlineConcern())
-    exempt_concerns: list[Concern] = [request_id, tracing, metrics, access_log]
+    exempt_concerns: list[Concern] = list(outer)
 
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if deps.tracer_provider is not None:

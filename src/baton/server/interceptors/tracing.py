@@ -8,13 +8,14 @@ this concern adds the request ID and, once known, the principal.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import grpc
-from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
-from opentelemetry.sdk.trace import TracerProvider
 
 from baton.server.interceptors.base import Call
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 REQUEST_ID_ATTRIBUTE = "baton.request_id"
 PRINCIPAL_ATTRIBUTE = "enduser.id"
@@ -22,6 +23,8 @@ PRINCIPAL_ATTRIBUTE = "enduser.id"
 
 def span_interceptor(provider: TracerProvider, untraced_services: Iterable[str]) -> grpc.aio.ServerInterceptor:
     """OpenTelemetry's server interceptor, skipping the given services (health, reflection)."""
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
     skip = [filters.service_name(name) for name in untraced_services]
     interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
         tracer_provider=provider, filter_=filters.negate(filters.any_of(*skip))
@@ -30,11 +33,17 @@ def span_interceptor(provider: TracerProvider, untraced_services: Iterable[str])
 
 
 class TracingConcern:
-    """Adds the request ID and principal to the current span when it is recording."""
+    """Adds the request ID and principal to the current span when it is recording (in the chain only when a
+    tracer provider exists)."""
+
+    def __init__(self) -> None:
+        from opentelemetry import trace
+
+        self._current_span = trace.get_current_span
 
     async def before(self, call: Call) -> None:
         """Tag the span with the request ID."""
-        span = trace.get_current_span()
+        span = self._current_span()
         if span.is_recording():
             span.set_attribute(REQUEST_ID_ATTRIBUTE, call.request_id)
 
@@ -42,6 +51,6 @@ class TracingConcern:
         """Tag the span with the principal."""
         if call.principal is None:
             return
-        span = trace.get_current_span()
+        span = self._current_span()
         if span.is_recording():
             span.set_attribute(PRINCIPAL_ATTRIBUTE, call.principal.id)

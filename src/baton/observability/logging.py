@@ -34,9 +34,12 @@ def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | N
     ]
     renderer: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks: rich's show local variables, and locals hold keys, tokens and passwords.
+        renderer = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     else:
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+        )
         renderer = structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -119,7 +122,7 @@ def access_logger(name: str = "baton.access") -> Any:
     runs on every call; the format and the level are those given to configure_logging.
     """
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False)
+        structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
         if _access["format"] == "console"
         else structlog.processors.JSONRenderer()
     )

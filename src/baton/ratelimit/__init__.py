@@ -11,6 +11,7 @@ __all__ = [
     "CompositeLimiter",
     "LocalBuckets",
     "RateLimiter",
+    "RedisBuckets",
     "Verdict",
     "build_limiter",
     "effective_limits",

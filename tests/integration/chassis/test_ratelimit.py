@@ -4,6 +4,7 @@ per-peer buckets, exempt health checks, and buckets shared by two servers throug
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -71,7 +72,8 @@ async def test_burst_is_refused_with_retry_info(server: RunningServer) -> None:
     delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
     assert 0 < delay <= 1.0
     [retry_after] = metadata_value(caught.value.trailing_metadata(), "retry-after")
-    assert retry_after.isdigit() and int(retry_after) >= 1
+    assert retry_after.isdigit()
+    assert int(retry_after) >= 1
     # The bucket refills at 1/s: after the advertised delay the call goes through again.
     await asyncio.sleep(delay + 0.05)
     assert await whoami(server, server.admin) == grpc.StatusCode.OK
@@ -91,6 +93,11 @@ async def test_buckets_are_per_principal(tmp_path: Path) -> None:
 
 
 async def test_anonymous_calls_are_bucketed_per_peer(tmp_path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here: no second peer address to call from")
     # Listening on "localhost" binds 127.0.0.1 and ::1: two peer addresses, both on loopback.
     async with start_server(config_for(tmp_path, **SMALL), host="localhost") as running:
         port = running.target.rsplit(":", 1)[1]
@@ -128,7 +135,8 @@ async def status(running: RunningServer) -> admin_pb2.ServerStatus | None:
             admin_pb2.GetStatusRequest(), metadata=running.admin, timeout=5
         )
     except grpc.aio.AioRpcError as error:
-        assert error.code() == EXHAUSTED, error.details()
+        if error.code() != EXHAUSTED:
+            raise
         return None
 
 
@@ -154,7 +162,7 @@ async def test_two_servers_share_buckets_through_redis(tmp_path: Path, chassis_r
         started = time.monotonic()
         fallback = await status(first)
         assert fallback is not None
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 3.0
         assert (fallback.rate_limit_backend, fallback.rate_limit_state) == ("redis", "fallback")
         assert await whoami(second, second.admin) in (grpc.StatusCode.OK, EXHAUSTED)
 

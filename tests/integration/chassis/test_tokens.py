@@ -100,7 +100,8 @@ async def revoke(running: RunningServer, token: str) -> None:
 async def test_login_gives_a_working_access_token(server: RunningServer) -> None:
     granted = await alice(server)
     assert granted.user.username == "alice"
-    assert granted.refresh_token and granted.access_token != granted.refresh_token
+    assert granted.refresh_token
+    assert granted.access_token != granted.refresh_token
     assert granted.access_token_expire_time.seconds > time.time()
     assert granted.refresh_token_expire_time.seconds > granted.access_token_expire_time.seconds
     me = await who_am_i(server, bearer(granted.access_token))

@@ -14,6 +14,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from baton.errors import (
     ERROR_DOMAIN,
@@ -22,9 +23,11 @@ from baton.errors import (
     InvalidArgument,
     RateLimited,
     Unavailable,
+    Unimplemented,
 )
 from baton.observability.logging import get_logger
 from baton.server.interceptors.base import Call
+from baton.store.errors import StorageError
 
 log = get_logger("baton.errors")
 
@@ -81,6 +84,12 @@ class ErrorBoundary:
 
     def classify(self, call: Call, error: BaseException) -> status_pb2.Status:
         """The status for `error`, logging unexpected ones with their stack."""
+        if isinstance(error, NotImplementedError):
+            # A generated base servicer: the method's behaviour is not built yet.
+            error = Unimplemented(f"{call.policy.full_method} is not implemented yet")
+        elif isinstance(error, StorageError | OperationalError | InterfaceError):
+            log.warning("rpc.storage_unavailable", method=call.policy.full_method, error=type(error).__name__)
+            error = Unavailable("the database is unavailable; retry shortly", retry_after=1.0)
         if isinstance(error, TimeoutError | asyncio.TimeoutError):
             error = DeadlineExceeded(
                 f"deadline of {call.policy.default_deadline_seconds:g}s exceeded (the contract's default; "

@@ -6,6 +6,8 @@ role. Over the limit: RESOURCE_EXHAUSTED with a RetryInfo detail and a `retry-af
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from prometheus_client import Counter
 
 from baton.config import RateLimitConfig
@@ -19,8 +21,8 @@ RATE_LIMITED = Counter("baton_rate_limited_calls", "Calls refused by the rate li
 def peer_host(peer: str) -> str:
     """The address part of a gRPC peer string (`ipv4:1.2.3.4:5678` → `1.2.3.4`)."""
     kind, _, rest = peer.partition(":")
-    if kind == "ipv6":
-        return rest.rsplit(":", 1)[0].strip("[]")
+    if kind == "ipv6":  # gRPC percent-encodes the brackets: ipv6:%5B::1%5D:50812
+        return unquote(rest).rsplit(":", 1)[0].strip("[]")
     if kind == "ipv4":
         return rest.rsplit(":", 1)[0]
     return peer

@@ -115,30 +115,33 @@ def flush_logs() -> None:
         writer.flush()
 
 
-def access_logger(name: str = "baton.access") -> Any:
-    """A lean structlog logger for the one-line-per-RPC access log.
+class AccessLog:
+    """The one-line-per-RPC access log: structlog's timestamper and renderer applied directly to the event.
 
-    It renders straight to the stream (no standard-library LogRecord, caller lookup or formatter), because it
-    runs on every call; the format and the level are those given to configure_logging.
+    It runs on every call, so it skips the bound-logger machinery (context copies, level dispatch) and the
+    standard library (LogRecord, caller lookup, formatter), and batches its writes; the format and the level are
+    those given to configure_logging.
     """
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
-        if _access["format"] == "console"
-        else structlog.processors.JSONRenderer()
-    )
-    logger = structlog.wrap_logger(
-        BatchedWriter(_access["stream"] or sys.stderr),
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(_access["level"]),
-    )
-    return logger.bind(logger=name)
+
+    def __init__(self, name: str = "baton.access") -> None:
+        self.min_level: int = _access["level"]
+        self._name = name
+        self._stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+        self._render: Any = (
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+            if _access["format"] == "console"
+            else structlog.processors.JSONRenderer()
+        )
+        self._out = BatchedWriter(_access["stream"] or sys.stderr)
+
+    def write(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        """Render and queue one line at `level` (dropped below the configured level)."""
+        if level < self.min_level:
+            return
+        fields["event"] = event
+        fields["level"] = _LEVEL_NAMES.get(level, "info")
+        fields["logger"] = self._name
+        self._out.msg(self._render(None, "", self._stamp(None, "", fields)))
 
 
-def access_level() -> int:
-    """The lowest level the access log writes."""
-    level: int = _access["level"]
-    return level
+_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}

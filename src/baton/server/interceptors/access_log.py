@@ -10,7 +10,7 @@ import logging
 
 import grpc
 
-from baton.observability.logging import access_level, access_logger
+from baton.observability.logging import AccessLog
 from baton.server.interceptors.base import Call
 
 #: go-grpc-middleware's DefaultServerCodeToLevel.
@@ -45,8 +45,8 @@ class AccessLogConcern:
             from opentelemetry import trace
 
             self._trace = trace
-        self._log = access_logger(logger_name)
-        self._min_level = access_level()
+        self._log = AccessLog(logger_name)
+        self._min_level = self._log.min_level
 
     async def before(self, call: Call) -> None:
         """Remember the peer (the only thing needed from the context up front)."""
@@ -73,4 +73,4 @@ class AccessLogConcern:
             fields["span_id"] = format(context.span_id, "016x")
         if call.code != grpc.StatusCode.OK and call.details:
             fields["error"] = call.details
-        self._log.log(level, "rpc", **fields)
+        self._log.write(level, "rpc", fields)

@@ -6,7 +6,6 @@ Everything goes through a real server: users and keys are created with the boots
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,18 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import port_for
 import pytest
-import redis
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from pytest_redis.executor import RedisExecutor
 
 from baton.config import Config
 from baton.server.app import BatonServer
 from baton.store import open_store
 from baton.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2, users_pb2, users_pb2_grpc
+from tests.support.redis import RedisServer, new_redis_server
 from tests.support.server import RunningServer, make_config
 
 Metadata = tuple[tuple[str, str], ...]
@@ -250,55 +247,10 @@ def config_for(tmp_path: Path, **env: str) -> Config:
 REDIS_PASSWORD = "chassis-redis-pw"
 
 
-@dataclass
-class RedisServer:
-    """A Redis process that a test may kill and start again on the same port."""
-
-    executor: RedisExecutor
-    password: str
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.executor.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.executor.port, password=self.password)
-
-    def start(self) -> None:
-        """Start the process (again) with persistence off, so a restart begins empty."""
-        self.executor.start()
-        with self.client() as client:
-            client.config_set("save", "")
-
-    def kill(self) -> None:
-        """SIGKILL the process, as a crash would."""
-        self.executor.kill()
-
-
 @pytest.fixture
 def chassis_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis of this test only, with a password; fails (never skips) when redis-server is missing."""
-    executable = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").is_file() else None
-    )
-    if executable is None:
-        pytest.fail("redis-server not found: install the `redis-server` package (scripts/test does)", pytrace=False)
-    datadir = tmp_path / "redis"
-    datadir.mkdir()
-    port = port_for.get_port(None)
-    assert port is not None
-    executor = RedisExecutor(
-        executable=executable,
-        databases=1,
-        redis_timeout=0,
-        loglevel="warning",
-        host="127.0.0.1",
-        port=port,
-        password=REDIS_PASSWORD,
-        startup_timeout=10,
-        datadir=datadir,
-    )
-    server = RedisServer(executor, REDIS_PASSWORD)
+    server = new_redis_server(tmp_path / "redis", password=REDIS_PASSWORD)
     server.start()
     try:
         yield server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -112,3 +113,14 @@ async def test_oversized_message_is_resource_exhausted(server: RunningServer) ->
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     # The server is still fine afterwards.
     assert await check(server.channel, "") == SERVING
+
+
+async def test_health_watch_streams_status_changes(server: RunningServer) -> None:
+    stub = health_pb2_grpc.HealthStub(server.channel)
+    call = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+    first = await asyncio.wait_for(call.read(), 5)
+    assert first.status == SERVING
+    await server.server.health.drain()
+    second = await asyncio.wait_for(call.read(), 5)
+    assert second.status == NOT_SERVING
+    call.cancel()

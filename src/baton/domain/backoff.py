@@ -134,9 +134,12 @@ def backoff_ceiling(policy: RetryPolicy, attempt: int) -> float:
         return min(initial, cap)
     # initial * coefficient**n reaches the cap when n >= log(cap / initial) / log(coefficient); int vs float
     # comparison is exact in Python, so a huge attempt number never becomes a huge power.
-    if attempt - 1 >= math.log(cap / initial) / math.log(coefficient):
+    if attempt - 1 >= (math.log(cap) - math.log(initial)) / math.log(coefficient):
         return cap
-    return min(cap, initial * math.pow(coefficient, attempt - 1))
+    try:
+        return min(cap, initial * math.pow(coefficient, attempt - 1))
+    except OverflowError:  # only with a vanishingly small initial_backoff
+        return cap
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int, *, rand: Callable[[], float] = random.random) -> float:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from baton.auth import AuditLog, AuthManager, CachingAuthenticator, TokenCodec, ensure_bootstrap_admin
 from baton.config import Config
+from baton.engine.handlers import HandlerRegistry
 from baton.observability.logging import flush_logs, get_logger
 from baton.observability.tracing import build_tracer_provider
 from baton.ratelimit import CompositeLimiter, build_limiter
@@ -32,6 +33,7 @@ class Runtime:
     limiter: CompositeLimiter | None
     metrics: ServerMetrics
     tracer_provider: TracerProvider | None
+    handlers: HandlerRegistry
 
     async def close(self) -> None:
         """Flush and stop the background writers, the limiter and the tracer (the store is closed by its
@@ -73,4 +75,5 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
         limiter=limiter,
         metrics=default_server_metrics(),
         tracer_provider=provider,
+        handlers=HandlerRegistry.from_config(store, config.engine),
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton.domain.backoff import (
@@ -127,6 +128,7 @@ def test_no_jitter_is_exact_and_full_jitter_spans_the_range() -> None:
     assert backoff_delay(half, 3, rand=lambda: 1.0) == 4.0
 
 
+@settings(deadline=None)
 @given(policies, attempts, unit)
 def test_delay_is_within_zero_and_max_backoff(p: RetryPolicy, attempt: int, draw: float) -> None:
     ceiling = backoff_ceiling(p, attempt)
@@ -135,11 +137,13 @@ def test_delay_is_within_zero_and_max_backoff(p: RetryPolicy, attempt: int, draw
     assert delay >= ceiling * (1 - p.jitter) - 1e-9 * max(ceiling, 1.0)
 
 
+@settings(deadline=None)
 @given(policies, attempts, st.integers(min_value=0, max_value=10**6))
 def test_the_upper_bound_never_decreases(p: RetryPolicy, attempt: int, more: int) -> None:
     assert backoff_ceiling(p, attempt) <= backoff_ceiling(p, attempt + more)
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=1, max_value=10**400))
 def test_huge_attempt_numbers_do_not_overflow(attempt: int) -> None:
     p = policy(backoff_coefficient=100.0, max_backoff=MAX_BACKOFF, jitter=1.0)
@@ -149,8 +153,6 @@ def test_huge_attempt_numbers_do_not_overflow(attempt: int) -> None:
 
 
 def test_full_jitter_covers_the_range() -> None:
-    import random
-
     generator = random.Random(7)
     p = policy(jitter=1.0)
     delays = [backoff_delay(p, 4, rand=generator.random) for _ in range(2000)]
@@ -185,6 +187,7 @@ def test_non_retryable_errors_fail_at_once() -> None:
     assert (by_type.retry, by_type.reason) == (False, "error type 'ValidationError' is not retryable")
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=1, max_value=1000), st.integers(min_value=1, max_value=2000))
 def test_attempts_are_exhausted_at_max_attempts(max_attempts: int, attempt: int) -> None:
     decision = decide_retry(policy(max_attempts=max_attempts), attempt, error_type="E", retryable=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton.domain.dag import (
@@ -59,6 +60,7 @@ def steps_of(*specs: str) -> list[StepSpec]:
     return result
 
 
+@settings(deadline=None)
 @given(dags())
 def test_random_dags_are_valid_and_ordered(steps: list[StepSpec]) -> None:
     assert validate_dag(steps) == []
@@ -70,6 +72,7 @@ def test_random_dags_are_valid_and_ordered(steps: list[StepSpec]) -> None:
             assert position[dependency] < position[step.name]
 
 
+@settings(deadline=None)
 @given(dags())
 def test_a_topological_declaration_order_is_kept(steps: list[StepSpec]) -> None:
     ordered = topological_order(steps)
@@ -82,6 +85,7 @@ def test_ties_go_to_the_earlier_declared_step() -> None:
     assert topological_order(steps_of("z", "y", "x:z,y", "w")) == ["z", "y", "x", "w"]
 
 
+@settings(deadline=None)
 @given(dags(), st.data())
 def test_a_back_edge_is_reported_as_a_real_cycle(steps: list[StepSpec], data: st.DataObject) -> None:
     candidates = [step.name for step in steps if reachable(steps, step.name)]
@@ -101,7 +105,7 @@ def test_a_back_edge_is_reported_as_a_real_cycle(steps: list[StepSpec], data: st
     assert cycle[0] == cycle[-1]
     assert len(set(cycle[:-1])) == len(cycle) - 1 >= 2
     by_name = {step.name: step for step in steps}
-    for step, dependency in zip(cycle, cycle[1:], strict=False):
+    for step, dependency in itertools.pairwise(cycle):
         assert dependency in by_name[step].depends_on
     position = {step.name: i for i, step in enumerate(steps)}
     first = position[cycle[0]]
@@ -155,14 +159,18 @@ def test_size_limits() -> None:
     assert validate_dag(too_many[:MAX_STEPS]) == []
     deps = tuple(f"s{i}" for i in range(MAX_DEPENDENCIES + 1))
     violations = validate_dag([*too_many[: MAX_DEPENDENCIES + 1], StepSpec("last", deps)])
-    assert violations == [FieldViolation("handler.steps[101].depends_on", "at most 100 dependencies are allowed, got 101")]
+    assert violations == [
+        FieldViolation("handler.steps[101].depends_on", "at most 100 dependencies are allowed, got 101")
+    ]
 
 
 def test_a_long_chain_and_a_dense_dag_are_fast_and_need_no_recursion() -> None:
     chain = [StepSpec("s0", ("s499",))] + [StepSpec(f"s{i}", (f"s{i - 1}",)) for i in range(1, MAX_STEPS)]
     (violation,) = validate_dag(chain)
     assert violation.description.count(" -> ") == MAX_STEPS
-    dense = [StepSpec(f"s{i}", tuple(f"s{j}" for j in range(max(0, i - MAX_DEPENDENCIES), i))) for i in range(MAX_STEPS)]
+    dense = [
+        StepSpec(f"s{i}", tuple(f"s{j}" for j in range(max(0, i - MAX_DEPENDENCIES), i))) for i in range(MAX_STEPS)
+    ]
     started = time.perf_counter()
     assert validate_dag(dense) == []
     assert len(topological_order(dense)) == MAX_STEPS
@@ -184,12 +192,14 @@ def test_queries_on_a_diamond() -> None:
         descendants("missing", steps)
 
 
+@settings(deadline=None)
 @given(dags())
 def test_descendants_match_brute_force(steps: list[StepSpec]) -> None:
     for step in steps:
         assert descendants(step.name, steps) == reachable(steps, step.name)
 
 
+@settings(deadline=None)
 @given(dags())
 def test_running_ready_steps_in_waves_finishes_every_step(steps: list[StepSpec]) -> None:
     by_name = {step.name: step for step in steps}

@@ -32,6 +32,8 @@ from baton.store.errors import StorageError
 log = get_logger("baton.errors")
 
 RETRY_AFTER_HEADER = "retry-after"
+#: Field violations sent in one BadRequest; ErrorInfo metadata `field_violations_total` tells when more exist.
+MAX_FIELD_VIOLATIONS = 20
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -46,10 +48,15 @@ def to_status(error: BatonError, request_id: str, serving_data: str = "") -> sta
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
     status.details.add().Pack(info)
     if isinstance(error, InvalidArgument) and error.field_violations:
+        # Trailers are bounded (8 KiB by default): the first violations are enough to act on.
+        shown = error.field_violations[:MAX_FIELD_VIOLATIONS]
+        if len(error.field_violations) > len(shown):
+            info.metadata["field_violations_total"] = str(len(error.field_violations))
+            status.details[0].Pack(info)
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.field_violations
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description[:200])
+                for v in shown
             ]
         )
         status.details.add().Pack(bad)

@@ -16,6 +16,7 @@ from baton.server.policy import MethodPolicy
 from baton.server.runtime import Runtime
 from baton.server.services.admin import AdminService
 from baton.server.services.auth import AuthService
+from baton.server.services.handlers import HandlerService
 from baton.server.services.users import UserService
 from baton.store import SqlStore
 from baton.v1 import (
@@ -56,7 +57,7 @@ def _unimplemented(servicer: type[Any]) -> Callable[[ServiceContext], Any]:
 
 #: (add_XServicer_to_server, factory of the servicer) for every Baton service.
 _REGISTRY: list[tuple[Callable[[Any, Any], None], Callable[[ServiceContext], Any]]] = [
-    (handlers_pb2_grpc.add_HandlerServiceServicer_to_server, _unimplemented(handlers_pb2_grpc.HandlerServiceServicer)),
+    (handlers_pb2_grpc.add_HandlerServiceServicer_to_server, lambda c: HandlerService(c.runtime.handlers)),
     (tasks_pb2_grpc.add_TaskServiceServicer_to_server, _unimplemented(tasks_pb2_grpc.TaskServiceServicer)),
     (workers_pb2_grpc.add_WorkerServiceServicer_to_server, _unimplemented(workers_pb2_grpc.WorkerServiceServicer)),
     (auth_pb2_grpc.add_AuthServiceServicer_to_server, lambda c: AuthService(c.runtime.manager)),

@@ -76,6 +76,7 @@ async def test_different_definition_under_a_version_is_already_exists(server: Ru
 async def test_cycle_is_named(server: RunningServer) -> None:
     cyclic = handler(step("a", "c"), step("b", "a"), step("c", "b"))
     error = await rich_error(register(server, cyclic), INVALID)
+    assert "cycle: a -> c -> b -> a" in error.message
     assert error.violations == {
         "handler.steps[0].depends_on[0]": "cycle: a -> c -> b -> a (each step depends on the next)"
     }

@@ -33,7 +33,7 @@ from baton.domain.handlers import (
     canonical_definition,
     definition_digest,
     parse_semver,
-    require_valid_handler,
+    validate_handler,
 )
 from baton.engine.handler_sql import (
     NamespaceSummary,
@@ -141,7 +141,9 @@ class HandlerRegistry:
     async def register(self, definition: HandlerDefinition) -> RegisteredHandler:
         """Validate and store a version (INVALID_ARGUMENT naming every bad field); the stored version when it is
         equal, ALREADY_EXISTS (HANDLER_VERSION_EXISTS) when it differs."""
-        require_valid_handler(definition, self.defaults)
+        violations = validate_handler(definition, self.defaults)
+        if violations:
+            raise _invalid(violations)
         canonical = canonical_definition(definition, self.defaults)
         digest = definition_digest(definition, self.defaults)
         candidate = RegisteredHandler(definition_from_json(canonical), datetime.now(UTC), digest)
@@ -210,6 +212,16 @@ class HandlerRegistry:
         """Run `fn` on one connection, without taking SQLite's write lock."""
         async with self._store.engine.connect() as connection:
             return await connection.run_sync(fn)
+
+
+def _invalid(violations: list[FieldViolation]) -> InvalidArgument:
+    """INVALID_ARGUMENT with every violation, its message naming the first (a cycle, say) for people reading it."""
+    first = violations[0]
+    more = len(violations) - 1
+    rest = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return InvalidArgument(
+        f"invalid handler definition: {first.field}: {first.description}{rest}", field_violations=violations
+    )
 
 
 def _check_same(stored: RegisteredHandler, digest: str) -> None:

@@ -226,3 +226,20 @@ def test_admin_bootstrap_prints_a_working_key_once(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def test_metrics_endpoint_serves_grpc_and_build_metrics(
+    serving: tuple[subprocess.Popen[str], dict[str, str]],
+) -> None:
+    import urllib.request
+
+    _, env = serving
+    with urllib.request.urlopen(f"http://127.0.0.1:{env['BATON_METRICS_PORT']}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "baton_build_info{" in text
+    assert (
+        'grpc_server_handled_total{grpc_code="OK",grpc_method="Check",grpc_service="grpc.health.v1.Health",'
+        'grpc_type="unary"}' in text
+    )
+    # Series exist for every Baton method before any call (go-grpc-prometheus's InitializeMetrics).
+    assert 'grpc_server_started_total{grpc_method="CreateTask",grpc_service="baton.v1.TaskService"' in text

@@ -116,9 +116,16 @@ async def test_anonymous_calls_are_bucketed_per_peer(tmp_path: Path) -> None:
             await v6.close()
 
 
-async def test_unauthenticated_calls_are_refused_before_the_limiter(server: RunningServer) -> None:
-    codes = [await whoami(server, ()) for _ in range(10)]
-    assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED}
+async def test_calls_without_valid_credentials_spend_the_peer_bucket(tmp_path: Path) -> None:
+    # Refused before the rate limit in the chain, they still cost the caller's per-peer bucket (burst 3), so a
+    # peer cannot hammer credential lookups and the audit log.
+    async with start_server(config_for(tmp_path, **SMALL)) as running:
+        bad_key = (("x-api-key", "bk_nosuchkey0000_" + "x" * 43),)
+        codes = [await whoami(running, ()), await whoami(running, bad_key), await whoami(running, ())]
+        assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 3
+        assert await whoami(running, bad_key) == EXHAUSTED
+        # Valid credentials from the same address use the principal's own bucket.
+        assert await whoami(running, running.admin) == grpc.StatusCode.OK
 
 
 async def test_health_checks_are_never_rate_limited(server: RunningServer) -> None:

@@ -17,8 +17,10 @@ from typing import Any
 from prometheus_client import Counter
 
 from baton.auth.interfaces import AuditRecord, AuditSink, Authenticator
-from baton.errors import PermissionDenied, Unauthenticated
+from baton.errors import PermissionDenied, RateLimited, Unauthenticated
+from baton.ratelimit import RateLimiter
 from baton.server.interceptors.base import Call
+from baton.server.interceptors.ratelimit import peer_host
 
 AUTH_FAILURES = Counter(
     "baton_auth_failures", "Calls refused by authentication or authorization.", ("reason", "grpc_service")
@@ -34,11 +36,24 @@ def request_namespace(request: Any, path: str) -> str:
 
 
 class AuthenticationConcern:
-    """Sets call.principal; refuses calls to non-public methods without valid credentials."""
+    """Sets call.principal; refuses calls to non-public methods without valid credentials.
 
-    def __init__(self, authenticator: Authenticator, audit: AuditSink) -> None:
+    Refused calls spend a token from the caller's per-peer bucket (the one anonymous calls use), since the rate
+    limit further down the chain never sees them: a peer that keeps presenting bad or no credentials gets
+    RESOURCE_EXHAUSTED, and stops costing audit writes and credential lookups.
+    """
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        audit: AuditSink,
+        limiter: RateLimiter | None = None,
+        peer_limits: tuple[float, int] = (1.0, 1),
+    ) -> None:
         self._authenticator = authenticator
         self._audit = audit
+        self._limiter = limiter
+        self._peer_limits = peer_limits
 
     async def before(self, call: Call) -> None:
         """Authenticate the caller (public methods skip it)."""
@@ -47,24 +62,34 @@ class AuthenticationConcern:
         try:
             principal = await self._authenticator.authenticate(call.metadata)
         except Unauthenticated as error:
-            self._refuse(call, "invalid_credentials", error.message)
+            await self._refuse(call, "invalid_credentials", error.message)
             raise
         if principal is None:
-            self._refuse(call, "missing_credentials", "no credentials")
+            await self._refuse(call, "missing_credentials", "no credentials")
             raise Unauthenticated(
                 "this method needs credentials: send `x-api-key: <key>` or `authorization: Bearer <token>`",
                 reason="CREDENTIALS_MISSING",
             )
         call.principal = principal
 
-    def _refuse(self, call: Call, reason: str, message: str) -> None:
+    async def _refuse(self, call: Call, reason: str, message: str) -> None:
         AUTH_FAILURES.labels(reason, call.policy.service).inc()
+        peer = call.context.peer() or ""
+        if self._limiter is not None:
+            rate, burst = self._peer_limits
+            verdict = await self._limiter.acquire(f"peer:{peer_host(peer)}", 1, rate, burst)
+            if not verdict.allowed:
+                raise RateLimited(
+                    f"too many calls without valid credentials from this address; retry in {verdict.retry_after:.2f}s",
+                    retry_after=verdict.retry_after,
+                    metadata={"reason": reason},
+                )
         self._audit.record(
             AuditRecord(
                 action="authentication.failed",
                 outcome="denied",
                 method=call.policy.full_method,
-                peer=call.context.peer() or "",
+                peer=peer,
                 request_id=call.request_id,
                 details={"reason": reason, "message": message},
             )

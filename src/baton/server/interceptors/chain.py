@@ -90,7 +90,12 @@ def build_chain(deps: ChainDependencies) -> BuiltChain:
     # The error boundary sits here (Chain's exception handler).
     concerns: list[Concern] = [
         *outer,
-        AuthenticationConcern(deps.authenticator, deps.audit),
+        AuthenticationConcern(
+            deps.authenticator,
+            deps.audit,
+            deps.limiter if deps.rate_limit.rate_limit_enabled else None,
+            (deps.rate_limit.rate_limit_rps, deps.rate_limit.rate_limit_burst),
+        ),
         AuthorizationConcern(deps.audit),
     ]
     if deps.limiter is not None and deps.rate_limit.rate_limit_enabled:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from baton.auth import AuditLog, AuthManager, CachingAuthenticator, TokenCodec, ensure_bootstrap_admin
 from baton.config import Config
 from baton.engine.handlers import HandlerRegistry
+from baton.engine.tasks import TaskEngine
 from baton.observability.logging import flush_logs, get_logger
 from baton.observability.tracing import build_tracer_provider
 from baton.ratelimit import CompositeLimiter, build_limiter
@@ -34,6 +35,7 @@ class Runtime:
     metrics: ServerMetrics
     tracer_provider: TracerProvider | None
     handlers: HandlerRegistry
+    tasks: TaskEngine
 
     async def close(self) -> None:
         """Flush and stop the background writers, the limiter and the tracer (the store is closed by its
@@ -65,6 +67,7 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
             log.info("auth.bootstrap_admin_created", username=result.user.username if result.user else "admin")
     limiter = build_limiter(config.rate_limit) if config.rate_limit.rate_limit_enabled else None
     provider = tracer_provider if tracer_provider is not None else build_tracer_provider(config.telemetry)
+    handlers = HandlerRegistry.from_config(store, config.engine)
     return Runtime(
         config=config,
         store=store,
@@ -75,5 +78,6 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
         limiter=limiter,
         metrics=default_server_metrics(),
         tracer_provider=provider,
-        handlers=HandlerRegistry.from_config(store, config.engine),
+        handlers=handlers,
+        tasks=TaskEngine.from_config(store, handlers, config.engine),
     )

@@ -131,8 +131,8 @@ async def test_one_access_line_per_rpc_and_no_secrets(observed: Observed) -> Non
             )
         ),
         "obs-engine": await outcome(
-            tasks_pb2_grpc.TaskServiceStub(running.channel).GetTask(
-                tasks_pb2.GetTaskRequest(id="x"), metadata=(*running.admin, rid("obs-engine"))
+            tasks_pb2_grpc.TaskServiceStub(running.channel).RetryTask(
+                tasks_pb2.RetryTaskRequest(id="x"), metadata=(*running.admin, rid("obs-engine"))
             )
         ),
     }

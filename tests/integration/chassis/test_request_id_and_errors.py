@@ -147,7 +147,7 @@ async def test_engine_rpcs_are_unimplemented(server: RunningServer, streaming: b
         async for _ in stub.WatchTask(tasks_pb2.WatchTaskRequest(id="x"), metadata=server.admin):
             pass
 
-    call = watch() if streaming else stub.GetTask(tasks_pb2.GetTaskRequest(id="x"), metadata=server.admin)
+    call = watch() if streaming else stub.RetryTask(tasks_pb2.RetryTaskRequest(id="x"), metadata=server.admin)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -1,0 +1,270 @@
+"""The task engine: create, read, list, cancel and analyse tasks, each write one transaction in one hop.
+
+Creation resolves the handler version through the HandlerRegistry and writes the task, its tags, steps (READY when
+they have no dependencies, else PENDING with their remaining-dependency count), dependencies and events together.
+AIP-155 idempotency: one task per (namespace, creator, request_id), enforced by a unique index; a retry with the
+same body returns the task, another body is ALREADY_EXISTS, and concurrent retries meet at the index (the loser
+re-reads). Tasks addressed by ID are looked up with a `visible(namespace)` predicate: a task the caller may not
+see is NOT_FOUND, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from baton.config import EngineConfig
+from baton.domain.dag import shorten
+from baton.domain.graph import GraphAnalysis, GraphStep, GraphWeights, analyze_graph
+from baton.domain.states import TaskState
+from baton.engine import task_sql
+from baton.engine.handlers import HandlerRegistry
+from baton.engine.task_create import NewTask, new_task_rows, task_violations
+from baton.engine.task_filter import parse_filter
+from baton.engine.task_sql import EventLog, TaskRecord
+from baton.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceRef,
+)
+from baton.pagination import decode_token, encode_token
+from baton.pagination import page_size as effective_page_size
+from baton.store import SqlStore
+
+__all__ = ["REQUEST_ID_REUSED", "TASK_RESOURCE_TYPE", "NewTask", "TaskEngine", "TaskRecord", "task_not_found"]
+
+T = TypeVar("T")
+#: Most tasks one BatchCreateTasks may create.
+MAX_BATCH = 1000
+#: ResourceInfo.resource_type of a task.
+TASK_RESOURCE_TYPE = "baton.v1.Task"
+#: ErrorInfo.reason of a request_id reused with another request body.
+REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+Visible = Callable[[str], bool]
+
+
+def _invalid(what: str, violations: list[FieldViolation]) -> InvalidArgument:
+    first = violations[0]
+    more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+    return InvalidArgument(f"{what}: {first.field}: {first.description}{more}", field_violations=violations)
+
+
+def task_not_found(task_id: str) -> NotFound:
+    """NOT_FOUND for a task that does not exist or that the caller may not see."""
+    shown = shorten(task_id)
+    return NotFound(
+        f"task {shown} not found",
+        reason="TASK_NOT_FOUND",
+        metadata={"id": shown},
+        resource=ResourceRef(TASK_RESOURCE_TYPE, f"tasks/{shown}"),
+    )
+
+
+class TaskEngine:
+    """Creates, reads, lists, cancels and analyses tasks."""
+
+    def __init__(self, store: SqlStore, handlers: HandlerRegistry, weights: GraphWeights) -> None:
+        self._store = store
+        self._handlers = handlers
+        self.weights = weights
+
+    @classmethod
+    def from_config(cls, store: SqlStore, handlers: HandlerRegistry, config: EngineConfig) -> TaskEngine:
+        """An engine with the graph weights of the configuration."""
+        weights = GraphWeights(
+            downstream=config.graph_weight_downstream,
+            critical_path=config.graph_weight_critical_path,
+            failures=config.graph_weight_failures,
+        )
+        return cls(store, handlers, weights)
+
+    async def create(self, new: NewTask) -> TaskRecord:
+        """Create a task (INVALID_ARGUMENT naming every bad field, NOT_FOUND for an unknown handler version), or
+        return the one created before with the same request_id and body (ALREADY_EXISTS for another body)."""
+        return (await self._create_all([new], [""]))[0]
+
+    async def create_batch(self, namespace: str, entries: Sequence[NewTask]) -> list[TaskRecord]:
+        """Create up to MAX_BATCH tasks of one namespace in one transaction, all or none; each entry names the
+        batch's namespace or none, and deduplicates by request_id as in `create`."""
+        violations = [] if namespace else [FieldViolation("namespace", "must not be empty")]
+        if len(entries) > MAX_BATCH:
+            violations.append(FieldViolation("requests", f"at most {MAX_BATCH} entries, got {len(entries)}"))
+        for i, entry in enumerate(entries):
+            if entry.namespace not in ("", namespace):
+                violations.append(FieldViolation(f"requests[{i}].namespace", f"must be empty or {namespace!r}"))
+        if violations:
+            raise _invalid("invalid batch", violations)
+        filled = [replace(entry, namespace=namespace) for entry in entries]
+        return await self._create_all(filled, [f"requests[{i}]." for i in range(len(filled))])
+
+    async def _create_all(self, entries: Sequence[NewTask], prefixes: Sequence[str]) -> list[TaskRecord]:
+        violations = [
+            v for entry, prefix in zip(entries, prefixes, strict=True) for v in task_violations(entry, prefix)
+        ]
+        if violations:
+            raise _invalid("invalid task", violations)
+        handlers = {}
+        for entry in entries:
+            key = (entry.namespace, entry.handler_name, entry.handler_version)
+            if key not in handlers:
+                handlers[key] = (await self._handlers.get(*key)).definition
+        digests = [entry.request_hash() for entry in entries]
+        now = datetime.now(UTC)
+
+        def write(connection: Connection) -> list[str]:
+            ids: list[str] = []
+            for entry, digest in zip(entries, digests, strict=True):
+                if entry.request_id:
+                    row = task_sql.find_by_request_id(connection, entry.namespace, entry.creator, entry.request_id)
+                    if row is not None:
+                        ids.append(_same_request(task_sql.task_from_row(row), digest))
+                        continue
+                key = (entry.namespace, entry.handler_name, entry.handler_version)
+                task, step_rows, dependencies, events = new_task_rows(entry, handlers[key], digest, now)
+                task_sql.insert_task(connection, task, step_rows, dependencies, events)
+                ids.append(str(task["id"]))
+            return ids
+
+        try:
+            ids = await self._store.run_in_transaction(write)
+        except IntegrityError:  # a concurrent create with one of the request_ids won: its task is there now
+            if not any(entry.request_id for entry in entries):
+                raise
+            ids = await self._store.run_in_transaction(write)
+        loaded = await self._read(lambda c: [task_sql.load_task(c, task_id) for task_id in ids])
+        return [task for task in loaded if task is not None]
+
+    async def get(self, task_id: str, visible: Visible, *, with_steps: bool = True) -> TaskRecord:
+        """A task with its steps; NOT_FOUND when it does not exist or `visible` refuses its namespace."""
+        if not _is_uuid(task_id):
+            raise task_not_found(task_id)
+        found = await self._read(lambda c: task_sql.load_task(c, task_id, with_steps=with_steps))
+        if found is None or not visible(found.namespace):
+            raise task_not_found(task_id)
+        return found
+
+    async def list_tasks(
+        self,
+        namespace: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter_text: str = "",
+        bound: dict[str, Any] | None = None,
+        with_steps: bool = False,
+    ) -> tuple[list[TaskRecord], str]:
+        """A page of a namespace's tasks, newest first, matching the filter, and the next page's token.
+
+        The token is bound to the namespace, the filter and `bound` (the caller's other request fields)."""
+        limit = effective_page_size(page_size)
+        binding = {"namespace": namespace, "filter": filter_text, **(bound or {})}
+        position = decode_token(page_token, binding)
+        task_filter = parse_filter(filter_text)
+        after = None if position is None else _position(position)
+        page, more = await self._read(lambda c: task_sql.list_page(c, namespace, task_filter, after, limit, with_steps))
+        if not more:
+            return page, ""
+        last = page[-1]
+        return page, encode_token({"t": last.create_time.isoformat(), "i": last.id}, binding)
+
+    async def cancel(
+        self, task_id: str, visible: Visible, *, actor: str, reason: str = "", etag: str = ""
+    ) -> TaskRecord:
+        """Cancel a task: its PENDING and READY steps are CANCELLED, RUNNING ones learn it on their next heartbeat
+        (the task is CANCELLED). A cancelled task is returned as it is; a COMPLETED or FAILED one is
+        FAILED_PRECONDITION; a stale `etag` is ABORTED."""
+        if not _is_uuid(task_id):
+            raise task_not_found(task_id)
+        why = reason or "cancelled"
+
+        def write(connection: Connection) -> None:
+            row = task_sql.task_row(connection, task_id, for_update=True)
+            if row is None or not visible(row.namespace):
+                raise task_not_found(task_id)
+            state = TaskState(row.state)
+            if state is TaskState.CANCELLED:
+                return
+            if etag and etag != str(row.revision):
+                raise Aborted(
+                    f"task {task_id} changed: etag {etag!r} is not the current one; read it again",
+                    reason="ETAG_MISMATCH",
+                    metadata={"id": task_id, "etag": str(row.revision)},
+                )
+            if state in (TaskState.COMPLETED, TaskState.FAILED):
+                raise FailedPrecondition(
+                    f"task {task_id} is {state.value} and cannot be cancelled",
+                    reason="TASK_FINISHED",
+                    metadata={"id": task_id, "state": state.value},
+                )
+            events = EventLog(task_id, row.last_event_sequence, actor, datetime.now(UTC))
+            task_sql.cancel_steps(connection, task_id, events, why)
+            events.task(state, TaskState.CANCELLED, why)
+            task_sql.mark_cancelled(connection, task_id, row.revision, events)
+
+        await self._store.run_in_transaction(write)
+        return await self.get(task_id, visible)
+
+    async def graph(self, task_id: str, visible: Visible) -> tuple[TaskRecord, GraphAnalysis]:
+        """The task and the analysis of its step graph (durations from step start and complete times)."""
+        task = await self.get(task_id, visible)
+        now = datetime.now(UTC)
+        by_position = sorted(task.steps, key=lambda s: s.position)
+        graph_steps = [
+            GraphStep(
+                name=step.name,
+                depends_on=step.depends_on,
+                state=step.state,
+                attempts=step.attempts,
+                duration=None
+                if step.start_time is None
+                else ((step.complete_time or now) - step.start_time).total_seconds(),
+            )
+            for step in by_position
+        ]
+        return task, analyze_graph(graph_steps, self.weights)
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        async with self._store.engine.connect() as connection:
+            return await connection.run_sync(fn)
+
+
+def _same_request(task: TaskRecord, digest: str) -> str:
+    """The task's ID when it was created from the same request body; else ALREADY_EXISTS."""
+    if task.request_hash == digest:
+        return task.id
+    raise AlreadyExists(
+        f"request_id {task.request_id!r} was used for another request (task {task.id}); use a new request_id",
+        reason=REQUEST_ID_REUSED,
+        metadata={"request_id": task.request_id or "", "id": task.id},
+        resource=ResourceRef(TASK_RESOURCE_TYPE, f"tasks/{task.id}"),
+    )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def _position(position: dict[str, Any]) -> tuple[datetime, str]:
+    time, task_id = position.get("t"), position.get("i")
+    try:
+        if isinstance(time, str) and isinstance(task_id, str):
+            return datetime.fromisoformat(time), task_id
+    except ValueError:
+        pass
+    raise InvalidArgument(
+        "page_token is not a token this server issued",
+        field_violations=[FieldViolation("page_token", "malformed page token")],
+    )

@@ -143,6 +143,7 @@ class BatonServer:
         if drain > 0:
             await asyncio.sleep(drain)
         self.shutdown_event.set()
+        self.runtime.notifier.close()  # long-polls and watch streams return now
         await self._server.stop(grace)
         await self.health.stop()
         await self.runtime.close()

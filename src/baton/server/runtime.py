@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from baton.auth import AuditLog, AuthManager, CachingAuthenticator, TokenCodec, ensure_bootstrap_admin
 from baton.config import Config
 from baton.engine.handlers import HandlerRegistry
+from baton.engine.notify import Notifier
 from baton.engine.tasks import TaskEngine
 from baton.observability.logging import flush_logs, get_logger
 from baton.observability.tracing import build_tracer_provider
@@ -36,6 +37,7 @@ class Runtime:
     tracer_provider: TracerProvider | None
     handlers: HandlerRegistry
     tasks: TaskEngine
+    notifier: Notifier
 
     async def close(self) -> None:
         """Flush and stop the background writers, the limiter and the tracer (the store is closed by its
@@ -80,4 +82,5 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
         tracer_provider=provider,
         handlers=handlers,
         tasks=TaskEngine.from_config(store, handlers, config.engine),
+        notifier=Notifier(),
     )

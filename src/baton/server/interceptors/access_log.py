@@ -48,7 +48,7 @@ class AccessLogConcern:
         self._log = AccessLog(logger_name)
         self._min_level = self._log.min_level
 
-    async def before(self, call: Call) -> None:
+    def before(self, call: Call) -> None:
         """Remember the peer (the only thing needed from the context up front)."""
         call.peer = call.context.peer() or ""
 

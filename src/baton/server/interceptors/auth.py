@@ -12,6 +12,7 @@ namespaces cannot be probed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from prometheus_client import Counter
@@ -55,10 +56,13 @@ class AuthenticationConcern:
         self._limiter = limiter
         self._peer_limits = peer_limits
 
-    async def before(self, call: Call) -> None:
+    def before(self, call: Call) -> Awaitable[None] | None:
         """Authenticate the caller (public methods skip it)."""
         if call.policy.public:
-            return
+            return None
+        return self._authenticate(call)
+
+    async def _authenticate(self, call: Call) -> None:
         try:
             principal = await self._authenticator.authenticate(call.metadata)
         except Unauthenticated as error:
@@ -105,7 +109,7 @@ class AuthorizationConcern:
     def __init__(self, audit: AuditSink) -> None:
         self._audit = audit
 
-    async def before(self, call: Call) -> None:
+    def before(self, call: Call) -> None:
         """Refuse the call unless the principal holds the permission where it is needed."""
         policy = call.policy
         principal = call.principal

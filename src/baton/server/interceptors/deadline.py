@@ -10,7 +10,7 @@ from baton.server.interceptors.base import Call
 class DeadlineConcern:
     """Sets call.deadline; when the caller sent none, the chain enforces the policy's default."""
 
-    async def before(self, call: Call) -> None:
+    def before(self, call: Call) -> None:
         """Work out the deadline and whether the server must enforce it."""
         remaining = call.context.time_remaining()
         if remaining is None or remaining > 10**8:

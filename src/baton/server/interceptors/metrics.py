@@ -98,7 +98,7 @@ class MetricsConcern:
             series = self._series[policy.full_method] = _MethodSeries(self._metrics, policy)
         return series
 
-    async def before(self, call: Call) -> None:
+    def before(self, call: Call) -> None:
         """Count the start."""
         self._for(call.policy).started.inc()
 

@@ -6,13 +6,15 @@ role. Over the limit: RESOURCE_EXHAUSTED with a RetryInfo detail and a `retry-af
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from urllib.parse import unquote
 
 from prometheus_client import Counter
 
+from baton.auth.principal import RoleBinding
 from baton.config import RateLimitConfig
 from baton.errors import RateLimited
-from baton.ratelimit import RateLimiter, effective_limits
+from baton.ratelimit import RateLimiter, Verdict, effective_limits
 from baton.server.interceptors.base import Call
 
 RATE_LIMITED = Counter("baton_rate_limited_calls", "Calls refused by the rate limiter.", ("grpc_service",))
@@ -35,25 +37,36 @@ class RateLimitConcern:
         self._limiter = limiter
         self._config = config
         self._default = (config.rate_limit_rps, config.rate_limit_burst)
-        self._by_roles: dict[frozenset[str], tuple[float, int]] = {}
+        self._by_bindings: dict[tuple[RoleBinding, ...], tuple[float, int]] = {}
+        self._try_acquire = getattr(limiter, "try_acquire", None)
 
-    def _limits(self, roles: frozenset[str]) -> tuple[float, int]:
-        limits = self._by_roles.get(roles)
+    def _limits(self, bindings: tuple[RoleBinding, ...]) -> tuple[float, int]:
+        limits = self._by_bindings.get(bindings)
         if limits is None:
-            limits = effective_limits(self._config, roles)
-            self._by_roles[roles] = limits
+            limits = effective_limits(self._config, {binding.role.value for binding in bindings})
+            self._by_bindings[bindings] = limits
         return limits
 
-    async def before(self, call: Call) -> None:
-        """Spend the call's cost or raise RateLimited."""
+    def before(self, call: Call) -> Awaitable[None] | None:
+        """Spend the call's cost or raise RateLimited (without awaiting when the buckets are local)."""
         principal = call.principal
         if principal is not None:
             key = f"principal:{principal.id}"
-            rate, burst = self._limits(frozenset(principal.roles))
+            rate, burst = self._limits(principal.bindings)
         else:
             key = f"peer:{peer_host(call.context.peer() or '')}"
             rate, burst = self._default
+        verdict = self._try_acquire(key, call.policy.rate_cost, rate, burst) if self._try_acquire else None
+        if verdict is None:
+            return self._remote_check(call, key, rate, burst)
+        self._judge(call, verdict, rate, burst)
+        return None
+
+    async def _remote_check(self, call: Call, key: str, rate: float, burst: int) -> None:
         verdict = await self._limiter.acquire(key, call.policy.rate_cost, rate, burst)
+        self._judge(call, verdict, rate, burst)
+
+    def _judge(self, call: Call, verdict: Verdict, rate: float, burst: int) -> None:
         if not verdict.allowed:
             RATE_LIMITED.labels(call.policy.service).inc()
             raise RateLimited(

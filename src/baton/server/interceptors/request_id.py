@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Awaitable
 
 from baton.observability.logging import get_logger
 from baton.server.interceptors.base import Call
@@ -36,7 +37,7 @@ def accept_request_id(value: str | None) -> str | None:
 class RequestIdConcern:
     """Sets call.request_id, binds it to the log context and echoes it in the initial metadata."""
 
-    async def before(self, call: Call) -> None:
+    def before(self, call: Call) -> Awaitable[None]:
         """Accept or make the request ID."""
         given = call.metadata.get(HEADER)
         request_id = accept_request_id(given)
@@ -46,7 +47,7 @@ class RequestIdConcern:
                 # Never log the value itself: it is caller-controlled and was rejected.
                 log.info("request_id.rejected", length=len(given), request_id=request_id)
         call.request_id = request_id  # log lines get it through the call context (observability/context.py)
-        await call.context.send_initial_metadata(((HEADER, request_id),))
+        return call.context.send_initial_metadata(((HEADER, request_id),))
 
     def after(self, call: Call) -> None:
         """Nothing to undo: each RPC runs in its own task context."""

@@ -41,7 +41,7 @@ class TracingConcern:
 
         self._current_span = trace.get_current_span
 
-    async def before(self, call: Call) -> None:
+    def before(self, call: Call) -> None:
         """Tag the span with the request ID."""
         span = self._current_span()
         if span.is_recording():

@@ -1,17 +1,22 @@
 """gRPC server metrics with go-grpc-prometheus names, labels and label values.
 
 py-grpc-prometheus cannot wrap a grpc.aio server (its interceptor is sync-only, lchenn/py-grpc-prometheus#13), so
-this concern records the same series over prometheus-client. Every series of every method is created at start-up
-(zero values, as go-grpc-prometheus's InitializeMetrics does), and label children are cached so the per-call cost
-is a few dictionary-free increments.
+this concern records the same series itself. Calls are counted in plain per-method slots on the event loop's
+thread — no label lookups, no locks — and a prometheus-client custom collector turns them into the five
+`grpc_server_*` families when /metrics is scraped. Every series of every method exists from start-up (zero values,
+as go-grpc-prometheus's InitializeMetrics does). Reads from the scrape thread see each counter whole (the GIL), so
+at worst a scrape is one call behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Iterator
 
 import grpc
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from baton.server.interceptors.base import Call
 from baton.server.policy import MethodPolicy
@@ -37,52 +42,78 @@ GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
 }
 
-_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
+#: prometheus-client's (and Go's prometheus.DefBuckets) default latency buckets, in seconds.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 
-class ServerMetrics:
-    """The five grpc_server_* metric families, registered once per registry."""
+class MethodSeries:
+    """The counts of one method."""
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.started = Counter(
-            "grpc_server_started", "Total number of RPCs started on the server.", _LABELS, registry=registry
+    __slots__ = ("buckets", "handled", "labels", "received", "seconds_sum", "sent", "started")
+
+    def __init__(self, policy: MethodPolicy) -> None:
+        self.labels = [policy.kind.value, policy.service, policy.method]
+        self.started = 0
+        self.handled = dict.fromkeys(GO_CODE_NAMES, 0)
+        self.received = 0
+        self.sent = 0
+        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self.seconds_sum = 0.0
+
+
+class ServerMetrics(Collector):
+    """Holds every method's series and exposes them as the go-grpc-prometheus families."""
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.series: dict[str, MethodSeries] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def series_for(self, policy: MethodPolicy) -> MethodSeries:
+        """The series of a method, created (at zero) on first use."""
+        series = self.series.get(policy.full_method)
+        if series is None:
+            series = self.series[policy.full_method] = MethodSeries(policy)
+        return series
+
+    def collect(self) -> Iterator[Metric]:
+        """The five families, for a scrape."""
+        started = CounterMetricFamily(
+            "grpc_server_started", "Total number of RPCs started on the server.", labels=_LABELS
         )
-        self.handled = Counter(
+        handled = CounterMetricFamily(
             "grpc_server_handled",
             "Total number of RPCs completed on the server, regardless of success or failure.",
-            (*_LABELS, "grpc_code"),
-            registry=registry,
+            labels=[*_LABELS, "grpc_code"],
         )
-        self.handling_seconds = Histogram(
+        received = CounterMetricFamily(
+            "grpc_server_msg_received", "Total number of RPC stream messages received on the server.", labels=_LABELS
+        )
+        sent = CounterMetricFamily(
+            "grpc_server_msg_sent", "Total number of gRPC stream messages sent by the server.", labels=_LABELS
+        )
+        seconds = HistogramMetricFamily(
             "grpc_server_handling_seconds",
             "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
-            _LABELS,
-            registry=registry,
+            labels=_LABELS,
         )
-        self.received = Counter(
-            "grpc_server_msg_received",
-            "Total number of RPC stream messages received on the server.",
-            _LABELS,
-            registry=registry,
-        )
-        self.sent = Counter(
-            "grpc_server_msg_sent",
-            "Total number of gRPC stream messages sent by the server.",
-            _LABELS,
-            registry=registry,
-        )
+        for series in list(self.series.values()):
+            started.add_metric(series.labels, series.started)
+            for code, count in list(series.handled.items()):
+                handled.add_metric([*series.labels, GO_CODE_NAMES[code]], count)
+            received.add_metric(series.labels, series.received)
+            sent.add_metric(series.labels, series.sent)
+            cumulative, total = [], 0
+            for bound, count in zip((*BUCKETS, float("inf")), series.buckets, strict=True):
+                total += count
+                cumulative.append((_bound_text(bound), total))
+            seconds.add_metric(series.labels, cumulative, series.seconds_sum)
+        yield from (started, handled, seconds, received, sent)
 
 
-class _MethodSeries:
-    __slots__ = ("handled", "received", "seconds", "sent", "started")
-
-    def __init__(self, metrics: ServerMetrics, policy: MethodPolicy) -> None:
-        labels = (policy.kind.value, policy.service, policy.method)
-        self.started = metrics.started.labels(*labels)
-        self.handled = {code: metrics.handled.labels(*labels, name) for code, name in GO_CODE_NAMES.items()}
-        self.seconds = metrics.handling_seconds.labels(*labels)
-        self.received = metrics.received.labels(*labels)
-        self.sent = metrics.sent.labels(*labels)
+def _bound_text(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 class MetricsConcern:
@@ -90,34 +121,29 @@ class MetricsConcern:
 
     def __init__(self, metrics: ServerMetrics, policies: Iterable[MethodPolicy]) -> None:
         self._metrics = metrics
-        self._series = {policy.full_method: _MethodSeries(metrics, policy) for policy in policies}
-
-    def _for(self, policy: MethodPolicy) -> _MethodSeries:
-        series = self._series.get(policy.full_method)
-        if series is None:  # a method outside the policy table (refused by default)
-            series = self._series[policy.full_method] = _MethodSeries(self._metrics, policy)
-        return series
+        for policy in policies:
+            metrics.series_for(policy)
 
     def before(self, call: Call) -> None:
         """Count the start."""
-        self._for(call.policy).started.inc()
+        self._metrics.series_for(call.policy).started += 1
 
     def after(self, call: Call) -> None:
         """Count the outcome with its code, the latency and the messages."""
-        series = self._for(call.policy)
-        series.handled[call.code].inc()
-        series.seconds.observe(call.elapsed())
-        if call.messages_received:
-            series.received.inc(call.messages_received)
-        if call.messages_sent:
-            series.sent.inc(call.messages_sent)
+        series = self._metrics.series_for(call.policy)
+        series.handled[call.code] += 1
+        elapsed = call.elapsed()
+        series.buckets[bisect.bisect_left(BUCKETS, elapsed)] += 1
+        series.seconds_sum += elapsed
+        series.received += call.messages_received
+        series.sent += call.messages_sent
 
 
 _DEFAULT: ServerMetrics | None = None
 
 
 def default_server_metrics() -> ServerMetrics:
-    """The process-wide families on the default registry (servers in one process share them)."""
+    """The process-wide collector on the default registry (servers in one process share it)."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = ServerMetrics()

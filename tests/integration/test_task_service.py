@@ -165,10 +165,10 @@ async def test_cancel_with_etag(server: RunningServer) -> None:
     again = await tasks.CancelTask(request, metadata=server.admin, timeout=10)
     assert again == cancelled
 
-    for method in ("RetryTask", "ResolveStep"):
-        call = getattr(tasks, method)
-        request_type = getattr(tasks_pb2, f"{method}Request")
-        await rich_error(call(request_type(), metadata=server.admin, timeout=10), grpc.StatusCode.UNIMPLEMENTED)
+    retry = tasks.RetryTask(tasks_pb2.RetryTaskRequest(id=task.id), metadata=server.admin, timeout=10)
+    await rich_error(retry, grpc.StatusCode.FAILED_PRECONDITION)
+    resolve = tasks_pb2.ResolveStepRequest(task_id=task.id, step_name="fetch")
+    await rich_error(tasks.ResolveStep(resolve, metadata=server.admin, timeout=10), grpc.StatusCode.FAILED_PRECONDITION)
 
 
 async def test_graph_of_a_diamond(server: RunningServer) -> None:

@@ -133,9 +133,12 @@ def find_by_request_id(connection: Connection, namespace: str, creator: str, req
 
 
 def task_row(connection: Connection, task_id: str, *, for_update: bool = False) -> Row[Any] | None:
-    """A task row, locked for the transaction when `for_update` (a no-op on SQLite, which locks the database)."""
+    """A task row, locked for the transaction when `for_update` (a no-op on SQLite, which locks the database).
+
+    The lock is FOR NO KEY UPDATE: writers of a task's steps hold a KEY SHARE lock on the task row (foreign
+    key) and then lock the task; FOR UPDATE would conflict with those and deadlock."""
     query = select(tasks).where(_t.id == task_id)
-    return connection.execute(query.with_for_update() if for_update else query).first()
+    return connection.execute(query.with_for_update(key_share=True) if for_update else query).first()
 
 
 def load_task(connection: Connection, task_id: str, *, with_steps: bool = True) -> TaskRecord | None:

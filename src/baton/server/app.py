@@ -125,6 +125,7 @@ class BatonServer:
             raise OSError(f"cannot bind {address}")
         await self._server.start()
         await self.health.start()
+        self.runtime.dispatch.start()
         log.info(
             "server.started",
             address=f"{host}:{self.port}",
@@ -145,6 +146,7 @@ class BatonServer:
         self.shutdown_event.set()
         self.runtime.notifier.close()  # long-polls and watch streams return now
         await self._server.stop(grace)
+        await self.runtime.dispatch.stop()
         await self.health.stop()
         await self.runtime.close()
         log.info("server.stopped")

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 
 from baton.auth import AuditLog, AuthManager, CachingAuthenticator, TokenCodec, ensure_bootstrap_admin
 from baton.config import Config
+from baton.engine.dispatch import Dispatcher
 from baton.engine.handlers import HandlerRegistry
 from baton.engine.notify import Notifier
+from baton.engine.repair import TaskRepair
 from baton.engine.tasks import TaskEngine
 from baton.observability.logging import flush_logs, get_logger
 from baton.observability.tracing import build_tracer_provider
@@ -38,6 +40,8 @@ class Runtime:
     handlers: HandlerRegistry
     tasks: TaskEngine
     notifier: Notifier
+    dispatch: Dispatcher
+    repair: TaskRepair
 
     async def close(self) -> None:
         """Flush and stop the background writers, the limiter and the tracer (the store is closed by its
@@ -70,6 +74,8 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
     limiter = build_limiter(config.rate_limit) if config.rate_limit.rate_limit_enabled else None
     provider = tracer_provider if tracer_provider is not None else build_tracer_provider(config.telemetry)
     handlers = HandlerRegistry.from_config(store, config.engine)
+    notifier = Notifier()
+    task_engine = TaskEngine.from_config(store, handlers, config.engine)
     return Runtime(
         config=config,
         store=store,
@@ -81,6 +87,8 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
         metrics=default_server_metrics(),
         tracer_provider=provider,
         handlers=handlers,
-        tasks=TaskEngine.from_config(store, handlers, config.engine),
-        notifier=Notifier(),
+        tasks=task_engine,
+        notifier=notifier,
+        dispatch=Dispatcher(store, notifier, config.engine),
+        repair=TaskRepair(store, notifier, task_engine),
     )

@@ -139,20 +139,14 @@ async def test_engine_rpcs_still_return_the_request_id(server: RunningServer) ->
     assert rich(caught.value).request_id == "w-1"
 
 
-@pytest.mark.parametrize("streaming", [False, True])
-async def test_engine_rpcs_are_unimplemented(server: RunningServer, streaming: bool) -> None:
+async def test_engine_rpcs_answer_not_found_with_details(server: RunningServer) -> None:
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel)
-
-    async def watch() -> None:
-        async for _ in stub.WatchTask(tasks_pb2.WatchTaskRequest(id="x"), metadata=server.admin):
-            pass
-
-    call = watch() if streaming else stub.RetryTask(tasks_pb2.RetryTaskRequest(id="x"), metadata=server.admin)
+    call = stub.RetryTask(tasks_pb2.RetryTaskRequest(id="x"), metadata=server.admin)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     error = rich(caught.value)
-    assert error.info.reason == "UNIMPLEMENTED"
+    assert error.info.reason == "TASK_NOT_FOUND"
     assert error.request_id
 
 

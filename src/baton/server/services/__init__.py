@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.config import Config
+from baton.engine.watch import TaskWatcher
 from baton.server.policy import MethodPolicy
 from baton.server.runtime import Runtime
 from baton.server.services.admin import AdminService
@@ -19,6 +20,7 @@ from baton.server.services.auth import AuthService
 from baton.server.services.handlers import HandlerService
 from baton.server.services.tasks import TaskService
 from baton.server.services.users import UserService
+from baton.server.services.workers import WorkerService
 from baton.store import SqlStore
 from baton.v1 import (
     admin_pb2_grpc,
@@ -59,8 +61,14 @@ def _unimplemented(servicer: type[Any]) -> Callable[[ServiceContext], Any]:
 #: (add_XServicer_to_server, factory of the servicer) for every Baton service.
 _REGISTRY: list[tuple[Callable[[Any, Any], None], Callable[[ServiceContext], Any]]] = [
     (handlers_pb2_grpc.add_HandlerServiceServicer_to_server, lambda c: HandlerService(c.runtime.handlers)),
-    (tasks_pb2_grpc.add_TaskServiceServicer_to_server, lambda c: TaskService(c.runtime.tasks)),
-    (workers_pb2_grpc.add_WorkerServiceServicer_to_server, _unimplemented(workers_pb2_grpc.WorkerServiceServicer)),
+    (
+        tasks_pb2_grpc.add_TaskServiceServicer_to_server,
+        lambda c: TaskService(c.runtime.tasks, TaskWatcher(c.store, c.runtime.notifier), c.runtime.repair),
+    ),
+    (
+        workers_pb2_grpc.add_WorkerServiceServicer_to_server,
+        lambda c: WorkerService(c.runtime.dispatch, c.config.engine),
+    ),
     (auth_pb2_grpc.add_AuthServiceServicer_to_server, lambda c: AuthService(c.runtime.manager)),
     (users_pb2_grpc.add_UserServiceServicer_to_server, lambda c: UserService(c.runtime.manager)),
     (

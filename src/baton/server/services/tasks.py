@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from baton.engine.tasks import TaskEngine
+from google.protobuf import json_format
+
+from baton.domain.states import StepState
+from baton.engine.repair import TaskRepair
+from baton.engine.tasks import TaskEngine, TaskRecord
+from baton.engine.watch import TaskEventRecord, TaskWatcher
 from baton.errors import FieldViolation, InvalidArgument, Unauthenticated, Unimplemented
 from baton.server.interceptors.base import Call, current_call
 from baton.server.services.tasks_convert import (
@@ -18,6 +23,7 @@ from baton.server.services.tasks_convert import (
     masked,
     new_task_from_proto,
     read_mask_paths,
+    task_event_to_proto,
     task_to_proto,
     wants_steps,
 )
@@ -50,10 +56,12 @@ def _later(method: str) -> Unimplemented:
 
 
 class TaskService(tasks_pb2_grpc.TaskServiceServicer):
-    """Converts and delegates to the TaskEngine."""
+    """Converts and delegates to the TaskEngine (and to the TaskWatcher for WatchTask)."""
 
-    def __init__(self, engine: TaskEngine) -> None:
+    def __init__(self, engine: TaskEngine, watcher: TaskWatcher, repair: TaskRepair | None = None) -> None:
         self._engine = engine
+        self._watcher = watcher
+        self._repair = repair
 
     async def CreateTask(self, request: tasks_pb2.CreateTaskRequest, context: Any) -> tasks_pb2.Task:
         """Create a task, or return the one created with the same request_id and body."""
@@ -62,7 +70,9 @@ class TaskService(tasks_pb2_grpc.TaskServiceServicer):
         new = new_task_from_proto(
             request, creator=call.principal.id, call_request_id=call.request_id, metadata=call.metadata
         )
-        return task_to_proto(await self._engine.create(new))
+        task = await self._engine.create(new)
+        self._created([task])
+        return task_to_proto(task)
 
     async def GetTask(self, request: tasks_pb2.GetTaskRequest, context: Any) -> tasks_pb2.Task:
         """A task with its steps, limited to the read mask."""
@@ -103,6 +113,7 @@ class TaskService(tasks_pb2_grpc.TaskServiceServicer):
             reason=request.reason,
             etag=request.etag,
         )
+        self._watcher.notifier.task_changed(task.id)  # wake its watchers
         return task_to_proto(task)
 
     async def GetTaskGraph(self, request: tasks_pb2.GetTaskGraphRequest, context: Any) -> tasks_pb2.TaskGraph:
@@ -124,25 +135,60 @@ class TaskService(tasks_pb2_grpc.TaskServiceServicer):
             for entry in request.requests
         ]
         created = await self._engine.create_batch(request.namespace, entries)
+        self._created(created)
         return tasks_pb2.BatchCreateTasksResponse(tasks=[task_to_proto(task) for task in created])
 
+    def _created(self, created: list[TaskRecord]) -> None:
+        """Wake the pollers of the new tasks' READY steps (a repeated create finds none it has not announced)."""
+        for task in created:
+            ready = {step.step_handler for step in task.steps if step.state is StepState.READY}
+            if ready:
+                self._watcher.notifier.steps_ready(task.namespace, ready)
+
     async def RetryTask(self, request: tasks_pb2.RetryTaskRequest, context: Any) -> tasks_pb2.Task:
-        """Not available yet: comes with the dispatch engine."""
-        raise _later("RetryTask")
+        """Run a FAILED task's failed steps again, with fresh attempts."""
+        _require_id(request.id)
+        if self._repair is None:
+            raise _later("RetryTask")
+        principal = _call().principal
+        assert principal is not None
+        task = await self._repair.retry(request.id, _visible("tasks.retry"), actor=principal.id, etag=request.etag)
+        return task_to_proto(task)
 
     async def ResolveStep(self, request: tasks_pb2.ResolveStepRequest, context: Any) -> tasks_pb2.Task:
-        """Not available yet: comes with the dispatch engine."""
-        raise _later("ResolveStep")
+        """Mark a step resolved by an operator with a result; its dependents proceed."""
+        _require_id(request.task_id, "task_id")
+        _require_id(request.step_name, "step_name")
+        if self._repair is None:
+            raise _later("ResolveStep")
+        principal = _call().principal
+        assert principal is not None
+        task = await self._repair.resolve(
+            request.task_id,
+            request.step_name,
+            _visible("tasks.resolve"),
+            actor=principal.id,
+            result=json_format.MessageToDict(request.result),
+            result_size=request.result.ByteSize(),
+            reason=request.reason,
+        )
+        return task_to_proto(task)
 
-    def WatchTask(
+    async def WatchTask(
         self, request: tasks_pb2.WatchTaskRequest, context: Any
     ) -> AsyncIterator[tasks_pb2.WatchTaskResponse]:
-        """Not available yet: comes with the dispatch engine."""
-        return _refused_stream(_later("WatchTask"))
-
-
-async def _refused_stream(error: Unimplemented) -> AsyncIterator[tasks_pb2.WatchTaskResponse]:
-    """A response stream that fails with `error` before its first message."""
-    if error:  # always: the stream only exists to raise inside the call
-        raise error
-    yield tasks_pb2.WatchTaskResponse()
+        """A snapshot of the task, then its events (those above after_sequence first) until it finishes; ends
+        with OK when the server shuts down."""
+        _require_id(request.id)
+        if request.after_sequence < 0:
+            raise InvalidArgument(
+                "after_sequence must not be negative",
+                field_violations=[FieldViolation("after_sequence", "must be 0 or a sequence the watch has seen")],
+            )
+        call = _call()
+        items = self._watcher.watch(request.id, _visible("tasks.read"), request.after_sequence, call.time_remaining)
+        async for item in items:
+            if isinstance(item, TaskEventRecord):
+                yield tasks_pb2.WatchTaskResponse(event=task_event_to_proto(item))
+            else:
+                yield tasks_pb2.WatchTaskResponse(snapshot=task_to_proto(item))

@@ -7,8 +7,10 @@ from typing import Any
 from google.protobuf import field_mask_pb2, json_format, struct_pb2
 
 from baton.domain.graph import GraphAnalysis
+from baton.domain.states import StepState, TaskState
 from baton.engine.task_create import NewTask
 from baton.engine.task_sql import StepRecord, TaskRecord
+from baton.engine.watch import TaskEventRecord
 from baton.errors import FieldViolation, InvalidArgument
 from baton.server.convert import duration, timestamp
 from baton.v1 import common_pb2, tasks_pb2
@@ -124,6 +126,33 @@ def step_to_proto(step: StepRecord) -> tasks_pb2.Step:
         start_time=timestamp(step.start_time),
         complete_time=timestamp(step.complete_time),
     )
+
+
+def task_event_to_proto(event: TaskEventRecord) -> tasks_pb2.TaskEvent:
+    """The TaskEvent proto of a stored event (UNSPECIFIED for the states a transition does not set)."""
+    return tasks_pb2.TaskEvent(
+        sequence=event.sequence,
+        task_id=event.task_id,
+        step_name=event.step_name or "",
+        previous_task_state=_task_state(event.previous_task_state),
+        task_state=_task_state(event.task_state),
+        previous_step_state=_step_state_or_unset(event.previous_step_state),
+        step_state=_step_state_or_unset(event.step_state),
+        attempt=event.attempt or 0,
+        reason=event.reason,
+        actor=event.actor,
+        create_time=timestamp(event.create_time),
+    )
+
+
+def _task_state(state: TaskState | None) -> common_pb2.TaskState.ValueType:
+    if state is None:
+        return common_pb2.TASK_STATE_UNSPECIFIED
+    return common_pb2.TaskState.Value(f"TASK_STATE_{state.value}")
+
+
+def _step_state_or_unset(state: StepState | None) -> common_pb2.StepState.ValueType:
+    return common_pb2.STEP_STATE_UNSPECIFIED if state is None else _step_state(state.value)
 
 
 def graph_to_proto(task_id: str, analysis: GraphAnalysis) -> tasks_pb2.TaskGraph:

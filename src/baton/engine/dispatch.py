@@ -1,0 +1,285 @@
+"""The dispatcher: long-polled claims of READY steps, attempt outcomes, and the lease-expiry sweeper.
+
+Every write is one transaction (`SqlStore.run_in_transaction`); after it commits the notifier wakes pollers of the
+step handlers that got READY steps and watchers of every task that changed. A poller that finds nothing waits on
+the notifier, and at most until the soonest delayed retry of its step handlers is due, so retries start on time
+without busy polling. The sweeper sleeps until the earliest lease expiry (at most SWEEP_INTERVAL seconds, and is
+woken when leases are granted) and fails expired attempts as retryable `LeaseExpired` errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from baton.config import EngineConfig
+from baton.domain.backoff import LEASE_EXPIRED, decide_lease_expiry, decide_retry
+from baton.engine import dispatch_sql, outcomes
+from baton.engine.dispatch_sql import Lease
+from baton.engine.handlers import handler_defaults
+from baton.engine.notify import Notifier
+from baton.engine.outcomes import INVALID_ARGUMENT, LeaseRef, Outcome, Touched, Visible
+from baton.observability.logging import get_logger
+from baton.store import SqlStore
+
+__all__ = ["MAX_RESULT_BYTES", "Completion", "Dispatcher", "Failure", "Lease", "LeaseRef", "Outcome"]
+
+T = TypeVar("T")
+log = get_logger(__name__)
+#: Largest step result, encoded.
+MAX_RESULT_BYTES = 256 * 1024
+#: Longest sleep of the expiry sweeper.
+SWEEP_INTERVAL = 5.0
+#: Attempts of a write transaction that PostgreSQL aborts as a deadlock victim.
+DEADLOCK_RETRIES = 5
+
+STEP_ATTEMPTS = Counter("baton_step_attempts_total", "Ended step attempts by outcome.", ["namespace", "outcome"])
+SCHEDULE_TO_START = Histogram(
+    "baton_schedule_to_start_seconds", "Time from a step becoming ready to its lease.", ["namespace"]
+)
+STEP_RUN = Histogram("baton_step_run_seconds", "Time from a lease to the attempt's outcome.", ["namespace"])
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A worker's result for a lease; `result_size` is its encoded size."""
+
+    lease: LeaseRef
+    result: dict[str, Any]
+    result_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A worker's failed attempt of a lease."""
+
+    lease: LeaseRef
+    error_type: str = ""
+    message: str = ""
+    retryable: bool = False
+    retry_after: float | None = None
+    details: dict[str, Any] | None = None
+
+
+class Dispatcher:
+    """Leases READY steps to workers and applies the outcomes of their attempts."""
+
+    def __init__(self, store: SqlStore, notifier: Notifier, config: EngineConfig) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._config = config
+        self._defaults = handler_defaults(config)
+        self._wake_sweeper = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- leases -------------------------------------------------------------------------------------------------
+
+    async def poll(
+        self, namespace: str, step_handlers: Sequence[str], worker_id: str, max_steps: int, max_wait: float
+    ) -> list[Lease]:
+        """Lease up to `max_steps` READY steps, waiting at most `max_wait` seconds for some to become ready."""
+        handlers = sorted(set(step_handlers))
+        deadline = time.monotonic() + max(0.0, max_wait)
+        while not self._closed():
+            # Subscribe before looking, so that a step made ready while we claim still wakes us.
+            waiter = asyncio.create_task(self._notifier.wait_for_steps(namespace, handlers, max_wait))
+            await asyncio.sleep(0)
+            try:
+                leases, soonest = await self._claim(namespace, handlers, worker_id, max_steps)
+                remaining = deadline - time.monotonic()
+                if leases or remaining <= 0:
+                    return leases
+                if soonest is not None:  # a delayed retry comes due before then: look again at that time
+                    due = (soonest - datetime.now(UTC)).total_seconds()
+                    remaining = min(remaining, max(0.0, due) + 0.001)
+                await asyncio.wait({waiter}, timeout=remaining)
+            finally:
+                waiter.cancel()
+        return []
+
+    def _closed(self) -> bool:
+        return self._notifier.closed
+
+    async def _claim(
+        self, namespace: str, handlers: list[str], worker_id: str, max_steps: int
+    ) -> tuple[list[Lease], datetime | None]:
+        now = datetime.now(UTC)
+        backend = self._store.backend
+
+        def write(connection: Connection) -> tuple[list[Lease], datetime | None, Touched]:
+            touched = Touched(connection, worker_id, now)
+            dispatch_sql.seen_worker(connection, backend, namespace, worker_id, handlers, now)
+            default_timeout = self._defaults.lease_timeout
+            leases = dispatch_sql.claim(touched, backend, namespace, handlers, max_steps, default_timeout)
+            soonest = None if leases else dispatch_sql.soonest_attempt(connection, namespace, handlers, now)
+            return leases, soonest, touched
+
+        leases, soonest, touched = await self._write(write)
+        if leases:
+            self._wake_sweeper.set()
+            for lease in leases:
+                if lease.schedule_time is not None:
+                    waited = max(0.0, (now - lease.schedule_time).total_seconds())
+                    SCHEDULE_TO_START.labels(namespace).observe(waited)
+            touched.announce(self._notifier)
+        return leases, soonest
+
+    async def heartbeat(self, worker_id: str, leases: Sequence[LeaseRef], visible: Visible) -> list[Outcome]:
+        """Extend the current leases; each outcome says whether its task was cancelled."""
+        now = datetime.now(UTC)
+
+        def write(connection: Connection) -> list[Outcome]:
+            if worker_id:
+                dispatch_sql.heard_from_worker(connection, worker_id, now)
+            timeout = self._defaults.lease_timeout
+            return [outcomes.heartbeat(connection, lease, visible, now, timeout) for lease in leases]
+
+        answers = await self._write(write)
+        for task_id in {outcome.task_id for outcome in answers if outcome.task_id}:
+            self._notifier.task_changed(task_id)  # a step's lease_expire_time moved
+        return answers
+
+    # -- outcomes -----------------------------------------------------------------------------------------------
+
+    async def complete(self, worker_id: str, completions: Sequence[Completion], visible: Visible) -> list[Outcome]:
+        """Complete leased steps with their results; their dependents may become READY."""
+
+        def apply(touched: Touched) -> list[Outcome]:
+            answers = []
+            for completion in completions:
+                if completion.result_size > MAX_RESULT_BYTES:
+                    message = f"result is {completion.result_size} bytes, at most {MAX_RESULT_BYTES} allowed"
+                    answers.append(Outcome(completion.lease.step_id, INVALID_ARGUMENT, message))
+                    continue
+                answers.append(outcomes.complete(touched, completion.lease, completion.result, visible))
+            return answers
+
+        return await self._apply(worker_id, apply)
+
+    async def fail(self, worker_id: str, failures: Sequence[Failure], visible: Visible) -> list[Outcome]:
+        """Record failed attempts: each is retried after its backoff or fails its step for good."""
+
+        def apply(touched: Touched) -> list[Outcome]:
+            answers = []
+            for failure in failures:
+                row, refused = outcomes.leased_step(touched.connection, failure.lease, visible)
+                if refused is not None or row is None:
+                    answers.append(refused or Outcome(failure.lease.step_id, outcomes.NOT_FOUND))
+                    continue
+                error = {
+                    "error_type": failure.error_type,
+                    "message": failure.message,
+                    "retryable": failure.retryable,
+                    "details": failure.details,
+                }
+
+                decide = partial(
+                    decide_retry,
+                    error_type=failure.error_type,
+                    retryable=failure.retryable,
+                    retry_after=failure.retry_after,
+                )
+                answers.append(outcomes.failed_attempt(touched, row, error, decide, self._defaults.retry))
+            return answers
+
+        return await self._apply(worker_id, apply)
+
+    async def expire_leases(self, now: datetime | None = None) -> list[Outcome]:
+        """Fail every attempt whose lease expired by `now` as a retryable LeaseExpired error."""
+        at = now or datetime.now(UTC)
+        backend = self._store.backend
+
+        def apply(touched: Touched) -> list[Outcome]:
+            answers = []
+            for row in dispatch_sql.expired_leases(touched.connection, backend, at):
+                error = {"error_type": LEASE_EXPIRED, "message": "the lease expired", "retryable": True}
+                outcome = outcomes.failed_attempt(touched, row, error, decide_lease_expiry, self._defaults.retry)
+                answers.append(replace(outcome, counted="expired"))
+            return answers
+
+        return await self._apply("lease-expiry", apply, at)
+
+    async def _apply(
+        self, actor: str, apply: Callable[[Touched], list[Outcome]], now: datetime | None = None
+    ) -> list[Outcome]:
+        at = now or datetime.now(UTC)
+
+        def write(connection: Connection) -> tuple[list[Outcome], Touched]:
+            touched = Touched(connection, actor, at)
+            answers = apply(touched)
+            touched.settle()
+            return answers, touched
+
+        answers, touched = await self._write(write)
+        for outcome in answers:
+            if outcome.counted:
+                STEP_ATTEMPTS.labels(outcome.namespace, outcome.counted).inc()
+            if outcome.run_seconds is not None:
+                STEP_RUN.labels(outcome.namespace).observe(outcome.run_seconds)
+        touched.announce(self._notifier)
+        return answers
+
+    # -- the sweeper --------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the lease-expiry sweeper."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="baton-lease-sweeper")
+
+    async def stop(self) -> None:
+        """Stop the sweeper."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            self._wake_sweeper.clear()
+            wait = SWEEP_INTERVAL
+            try:
+                soonest = await self._read(dispatch_sql.next_expiry)  # a read: an idle server writes nothing
+                if soonest is not None:
+                    until = (soonest - datetime.now(UTC)).total_seconds()
+                    if until <= 0 and await self.expire_leases():
+                        continue
+                    # Due but not expired: another transaction holds the step (it is completing); look again soon.
+                    wait = min(wait, until + 0.001) if until > 0 else 0.05
+            except Exception:  # a database hiccup must not stop the sweeper
+                log.exception("dispatch.sweep_failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake_sweeper.wait()
+
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        """Run a write transaction, again when PostgreSQL chose it as a deadlock victim (claims lock steps, then
+        their tasks; outcomes and cancellations meet them in another order)."""
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                return await self._store.run_in_transaction(fn)
+            except DBAPIError as error:
+                if attempt == DEADLOCK_RETRIES or not _is_lock_conflict(error):
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+        raise AssertionError("unreachable")
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        async with self._store.engine.connect() as connection:
+            return await connection.run_sync(fn)
+
+
+def _is_lock_conflict(error: DBAPIError) -> bool:
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code in ("40P01", "40001") or "deadlock detected" in str(error.orig)

@@ -1,0 +1,202 @@
+"""SQL of dispatch: the atomic claim of READY steps, the leases built from it, worker presence and lease expiry.
+
+A claim batch is one statement: `UPDATE steps SET state='RUNNING', … WHERE id IN (SELECT … LIMIT n) RETURNING …`.
+On SQLite the write transaction (BEGIN IMMEDIATE) serialises claimers; on PostgreSQL the inner SELECT takes the
+rows `FOR UPDATE SKIP LOCKED`, so concurrent claimers pass each other by. Every function is synchronous and takes
+a Connection, to run inside `SqlStore.run_in_transaction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from baton.domain.states import StepState
+from baton.engine.outcomes import Touched, lease_timeout
+from baton.store.tables import step_dependencies, steps, workers
+
+_S = steps.c
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A step leased to a worker for one attempt, with everything the worker needs to run it."""
+
+    step_id: str
+    fencing_token: int
+    task_id: str
+    step_name: str
+    step_handler: str
+    namespace: str
+    handler_name: str
+    handler_version: str
+    attempt: int
+    max_attempts: int
+    context: dict[str, Any]
+    dependency_results: dict[str, dict[str, Any]]
+    lease_expire_time: datetime
+    lease_timeout: float
+    correlation_id: str
+    request_id: str
+    trace_context: dict[str, str]
+    schedule_time: datetime | None
+    priority: int = 0
+
+
+def claim(
+    touched: Touched,
+    backend: str,
+    namespace: str,
+    step_handlers: Sequence[str],
+    limit: int,
+    default_timeout: float,
+) -> list[Lease]:
+    """Lease up to `limit` READY steps due by now, highest priority first, then the longest ready."""
+    connection, now = touched.connection, touched.now
+    candidate = steps.alias("candidate")
+    pick = (
+        select(candidate.c.id)
+        .where(
+            candidate.c.namespace == namespace,
+            candidate.c.step_handler.in_(list(step_handlers)),
+            candidate.c.state == StepState.READY.value,
+            candidate.c.next_attempt_at <= now,
+        )
+        .order_by(candidate.c.priority.desc(), candidate.c.ready_time, candidate.c.id)
+        .limit(limit)
+    )
+    statement = update(steps)
+    if backend == "postgresql":
+        # A materialised CTE: the locked pick runs once (an IN-subquery may be rescanned, past its LIMIT).
+        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        statement = statement.where(_S.id == picked.c.id)
+    else:
+        statement = statement.where(_S.id.in_(pick))
+    statement = (
+        statement.where(_S.state == StepState.READY.value)
+        .values(
+            state=StepState.RUNNING.value,
+            attempts=_S.attempts + 1,
+            fencing_token=_S.fencing_token + 1,
+            worker_id=touched.actor,
+            start_time=now,
+        )
+        .returning(*steps.c)
+    )
+    claimed = connection.execute(statement).all()
+    if not claimed:
+        return []
+    expiry = {row.id: now + timedelta(seconds=lease_timeout(row, default_timeout)) for row in claimed}
+    connection.execute(
+        update(steps).where(_S.id == bindparam("step_id")).values(lease_expire_time=bindparam("expire")),
+        [{"step_id": step_id, "expire": at} for step_id, at in expiry.items()],
+    )
+    results = _dependency_results(connection, [row.id for row in claimed])
+    leases = []
+    for row in sorted(claimed, key=lambda r: (-r.priority, r.ready_time or now, r.id)):
+        task, events = touched.task(row.task_id)
+        events.step(row.name, StepState.READY, StepState.RUNNING, row.attempts, f"leased to {touched.actor}")
+        leases.append(
+            Lease(
+                step_id=row.id,
+                fencing_token=row.fencing_token,
+                task_id=row.task_id,
+                step_name=row.name,
+                step_handler=row.step_handler,
+                namespace=row.namespace,
+                handler_name=task.handler_name,
+                handler_version=task.handler_version,
+                attempt=row.attempts,
+                max_attempts=row.max_attempts,
+                context=dict(task.context or {}),
+                dependency_results=results.get(row.id, {}),
+                lease_expire_time=expiry[row.id],
+                lease_timeout=lease_timeout(row, default_timeout),
+                correlation_id=task.correlation_id,
+                request_id=task.request_id or "",
+                trace_context=dict(task.trace_context or {}),
+                schedule_time=row.ready_time,
+                priority=row.priority,
+            )
+        )
+    touched.settle("a step started")
+    return leases
+
+
+def _dependency_results(connection: Connection, step_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    dependency = steps.alias("dependency")
+    links = step_dependencies.c
+    query = (
+        select(links.step_id, dependency.c.name, dependency.c.result)
+        .join(dependency, dependency.c.id == links.depends_on_step_id)
+        .where(links.step_id.in_(step_ids))
+    )
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for step_id, name, result in connection.execute(query):
+        results.setdefault(step_id, {})[name] = dict(result or {})
+    return results
+
+
+def soonest_attempt(
+    connection: Connection, namespace: str, step_handlers: Sequence[str], now: datetime
+) -> datetime | None:
+    """The earliest `next_attempt_at` still in the future among READY steps of these step handlers."""
+    query = select(func.min(_S.next_attempt_at)).where(
+        _S.namespace == namespace,
+        _S.step_handler.in_(list(step_handlers)),
+        _S.state == StepState.READY.value,
+        _S.next_attempt_at > now,
+    )
+    value: datetime | None = connection.execute(query).scalar()
+    return value
+
+
+def seen_worker(
+    connection: Connection, backend: str, namespace: str, worker_id: str, step_handlers: Sequence[str], now: datetime
+) -> None:
+    """Record that a worker polled (GetStatus counts the recently seen ones)."""
+    dialect_insert = postgresql.insert if backend == "postgresql" else sqlite.insert
+    statement = dialect_insert(workers).values(
+        namespace=namespace,
+        worker_id=worker_id,
+        step_handlers=sorted(step_handlers),
+        first_seen_time=now,
+        last_seen_time=now,
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["namespace", "worker_id"],
+            set_={"step_handlers": statement.excluded.step_handlers, "last_seen_time": now},
+        )
+    )
+
+
+def heard_from_worker(connection: Connection, worker_id: str, now: datetime) -> None:
+    """Record that a worker heartbeated, in every namespace it polls."""
+    connection.execute(update(workers).where(workers.c.worker_id == worker_id).values(last_seen_time=now))
+
+
+def expired_leases(connection: Connection, backend: str, now: datetime, limit: int = 500) -> list[Row[Any]]:
+    """RUNNING steps whose lease expired by `now` (locked, skipping those another sweeper holds)."""
+    query = (
+        select(steps)
+        .where(_S.state == StepState.RUNNING.value, _S.lease_expire_time <= now)
+        .order_by(_S.lease_expire_time)
+        .limit(limit)
+    )
+    if backend == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(connection.execute(query).all())
+
+
+def next_expiry(connection: Connection) -> datetime | None:
+    """The earliest lease expiry among RUNNING steps."""
+    query = select(func.min(_S.lease_expire_time)).where(_S.state == StepState.RUNNING.value)
+    value: datetime | None = connection.execute(query).scalar()
+    return value

@@ -29,7 +29,8 @@ from baton.engine import dispatch_sql, outcomes
 from baton.engine.dispatch_sql import Lease
 from baton.engine.handlers import handler_defaults
 from baton.engine.notify import Notifier
-from baton.engine.outcomes import INVALID_ARGUMENT, LeaseRef, Outcome, Touched, Visible
+from baton.engine.outcomes import INVALID_ARGUMENT, LeaseRef, Outcome, Visible
+from baton.engine.touched import Touched
 from baton.observability.logging import get_logger
 from baton.store import SqlStore
 
@@ -157,6 +158,7 @@ class Dispatcher:
 
         def apply(touched: Touched) -> list[Outcome]:
             answers = []
+            touched.load_steps(c.lease.step_id for c in completions if c.result_size <= MAX_RESULT_BYTES)
             for completion in completions:
                 if completion.result_size > MAX_RESULT_BYTES:
                     message = f"result is {completion.result_size} bytes, at most {MAX_RESULT_BYTES} allowed"
@@ -172,8 +174,9 @@ class Dispatcher:
 
         def apply(touched: Touched) -> list[Outcome]:
             answers = []
+            touched.load_steps(failure.lease.step_id for failure in failures)
             for failure in failures:
-                row, refused = outcomes.leased_step(touched.connection, failure.lease, visible)
+                row, refused = outcomes.touched_lease(touched, failure.lease, visible)
                 if refused is not None or row is None:
                     answers.append(refused or Outcome(failure.lease.step_id, outcomes.NOT_FOUND))
                     continue
@@ -202,7 +205,9 @@ class Dispatcher:
 
         def apply(touched: Touched) -> list[Outcome]:
             answers = []
-            for row in dispatch_sql.expired_leases(touched.connection, backend, at):
+            expired = dispatch_sql.expired_leases(touched.connection, backend, at)
+            touched.load_tasks(row.task_id for row in expired)
+            for row in expired:
                 error = {"error_type": LEASE_EXPIRED, "message": "the lease expired", "retryable": True}
                 outcome = outcomes.failed_attempt(touched, row, error, decide_lease_expiry, self._defaults.retry)
                 answers.append(replace(outcome, counted="expired"))
@@ -276,8 +281,7 @@ class Dispatcher:
         raise AssertionError("unreachable")
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
-        async with self._store.engine.connect() as connection:
-            return await connection.run_sync(fn)
+        return await self._store.run_read(fn)
 
 
 def _is_lock_conflict(error: DBAPIError) -> bool:

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Integer, Row, Update, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from baton.domain.states import StepState
-from baton.engine.outcomes import Touched, lease_timeout
+from baton.engine.outcomes import lease_timeout
+from baton.engine.touched import Touched
 from baton.store.tables import step_dependencies, steps, workers
 
 _S = steps.c
@@ -59,44 +61,20 @@ def claim(
 ) -> list[Lease]:
     """Lease up to `limit` READY steps due by now, highest priority first, then the longest ready."""
     connection, now = touched.connection, touched.now
-    candidate = steps.alias("candidate")
-    pick = (
-        select(candidate.c.id)
-        .where(
-            candidate.c.namespace == namespace,
-            candidate.c.step_handler.in_(list(step_handlers)),
-            candidate.c.state == StepState.READY.value,
-            candidate.c.next_attempt_at <= now,
-        )
-        .order_by(candidate.c.priority.desc(), candidate.c.ready_time, candidate.c.id)
-        .limit(limit)
-    )
-    statement = update(steps)
-    if backend == "postgresql":
-        # A materialised CTE: the locked pick runs once (an IN-subquery may be rescanned, past its LIMIT).
-        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-        statement = statement.where(_S.id == picked.c.id)
-    else:
-        statement = statement.where(_S.id.in_(pick))
-    statement = (
-        statement.where(_S.state == StepState.READY.value)
-        .values(
-            state=StepState.RUNNING.value,
-            attempts=_S.attempts + 1,
-            fencing_token=_S.fencing_token + 1,
-            worker_id=touched.actor,
-            start_time=now,
-        )
-        .returning(*steps.c)
-    )
-    claimed = connection.execute(statement).all()
+    parameters = {
+        "in_namespace": namespace,
+        "in_step_handlers": list(step_handlers),
+        "due": now,
+        "limit": limit,
+        "leased_to": touched.actor,
+        "started_at": now,
+    }
+    claimed = connection.execute(_claim_statement(backend), parameters).all()
     if not claimed:
         return []
     expiry = {row.id: now + timedelta(seconds=lease_timeout(row, default_timeout)) for row in claimed}
-    connection.execute(
-        update(steps).where(_S.id == bindparam("step_id")).values(lease_expire_time=bindparam("expire")),
-        [{"step_id": step_id, "expire": at} for step_id, at in expiry.items()],
-    )
+    connection.execute(_SET_EXPIRY, [{"step_id": step_id, "expire": at} for step_id, at in expiry.items()])
+    touched.load_tasks(row.task_id for row in claimed)
     results = _dependency_results(connection, [row.id for row in claimed])
     leases = []
     for row in sorted(claimed, key=lambda r: (-r.priority, r.ready_time or now, r.id)):
@@ -127,6 +105,44 @@ def claim(
         )
     touched.settle("a step started")
     return leases
+
+
+@cache
+def _claim_statement(backend: str) -> Update:
+    """The claim batch, built once per backend, its values bound at execution."""
+    candidate = steps.alias("candidate")
+    pick = (
+        select(candidate.c.id)
+        .where(
+            candidate.c.namespace == bindparam("in_namespace"),
+            candidate.c.step_handler.in_(bindparam("in_step_handlers", expanding=True)),
+            candidate.c.state == StepState.READY.value,
+            candidate.c.next_attempt_at <= bindparam("due"),
+        )
+        .order_by(candidate.c.priority.desc(), candidate.c.ready_time, candidate.c.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    statement = update(steps)
+    if backend == "postgresql":
+        # A materialised CTE: the locked pick runs once (an IN-subquery may be rescanned, past its LIMIT).
+        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        statement = statement.where(_S.id == picked.c.id)
+    else:
+        statement = statement.where(_S.id.in_(pick))
+    return (
+        statement.where(_S.state == StepState.READY.value)
+        .values(
+            state=StepState.RUNNING.value,
+            attempts=_S.attempts + 1,
+            fencing_token=_S.fencing_token + 1,
+            worker_id=bindparam("leased_to"),
+            start_time=bindparam("started_at"),
+        )
+        .returning(*steps.c)
+    )
+
+
+_SET_EXPIRY = update(steps).where(_S.id == bindparam("step_id")).values(lease_expire_time=bindparam("expire"))
 
 
 def _dependency_results(connection: Connection, step_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:

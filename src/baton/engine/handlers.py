@@ -210,8 +210,7 @@ class HandlerRegistry:
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on one connection, without taking SQLite's write lock."""
-        async with self._store.engine.connect() as connection:
-            return await connection.run_sync(fn)
+        return await self._store.run_read(fn)
 
 
 def _invalid(violations: list[FieldViolation]) -> InvalidArgument:

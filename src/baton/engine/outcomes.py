@@ -1,15 +1,14 @@
 """What happens to a step when an attempt ends, inside one write transaction: complete, fail, expire, heartbeat.
 
-`Touched` collects the tasks a transaction changes (their rows, read under the write lock, and their event logs)
-and the (namespace, step handler) pairs of steps it made READY; `settle()` re-derives each task's state from its
-steps, writes the events and bumps the task's revision once. Outcomes are per lease: a stale or unknown lease gets
-its code and changes nothing, while the other leases of the same call still apply.
+The transaction's rows, deferred writes and the settling of its tasks are `Touched` (engine/touched.py). Outcomes
+are per lease: a stale or unknown lease gets its code and changes nothing, while the other leases of the same call
+still apply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +16,9 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.backoff import RetryDecision, RetryDefaults, RetryPolicy, resolve_retry_policy
-from baton.domain.states import StepState, TaskState, derive_task_state, transition_task
-from baton.engine import task_sql
-from baton.engine.notify import Notifier
-from baton.engine.task_sql import EventLog
-from baton.store.tables import step_dependencies, steps, tasks
+from baton.domain.states import StepState, TaskState
+from baton.engine.touched import Touched
+from baton.store.tables import steps, tasks
 
 OK, INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION = 0, 3, 5, 9
 Visible = Callable[[str], bool]
@@ -53,129 +50,43 @@ class Outcome:
     task_id: str = ""
 
 
-@dataclass
-class Touched:
-    """The tasks one transaction changes, their event logs, and the step handlers it made steps READY for."""
-
-    connection: Connection
-    actor: str
-    now: datetime
-    tasks: dict[str, tuple[Row[Any], EventLog]] = field(default_factory=dict)
-    ready: set[tuple[str, str]] = field(default_factory=set)
-
-    def task(self, task_id: str) -> tuple[Row[Any], EventLog]:
-        """The task's row (locked) and its event log in this transaction."""
-        if task_id not in self.tasks:
-            row = task_sql.task_row(self.connection, task_id, for_update=True)
-            if row is None:  # steps cascade with their task, so this cannot happen
-                raise LookupError(f"task {task_id} of a step is missing")
-            self.tasks[task_id] = (row, EventLog(task_id, row.last_event_sequence, self.actor, self.now))
-        return self.tasks[task_id]
-
-    def announce(self, notifier: Notifier) -> None:
-        """After the commit: wake pollers of the step handlers with new READY steps and watchers of the tasks."""
-        by_namespace: dict[str, list[str]] = {}
-        for namespace, handler in self.ready:
-            by_namespace.setdefault(namespace, []).append(handler)
-        for namespace, handlers in by_namespace.items():
-            notifier.steps_ready(namespace, handlers)
-        for task_id in self.tasks:
-            notifier.task_changed(task_id)
-
-    def settle(self, reason: str = "steps changed") -> None:
-        """Derive and store the state of every touched task, with its events and a new revision."""
-        for row, events in self.tasks.values():
-            settle_task(self.connection, row, events, reason)
-
-
-def settle_task(connection: Connection, row: Row[Any], events: EventLog, reason: str) -> TaskState:
-    """Store the task state derived from its steps (an event when it moves), its events and a new revision."""
-    query = select(_S.state).where(_S.task_id == row.id)
-    states = [StepState(state) for state in connection.execute(query).scalars()]
-    current = TaskState(row.state)
-    derived = derive_task_state(
-        states, cancelled=current is TaskState.CANCELLED, started=current is not TaskState.PENDING
-    )
-    values: dict[str, Any] = {}
-    if derived is not current:
-        transition_task(current, derived)
-        events.task(current, derived, reason)
-        final = derived in (TaskState.COMPLETED, TaskState.FAILED)
-        values.update(state=derived.value, complete_time=events.now if final else None)
-    if not events.rows and not values:
-        return current
-    events.flush(connection)
-    connection.execute(
-        update(tasks)
-        .where(tasks.c.id == row.id)
-        .values(
-            revision=tasks.c.revision + 1,
-            update_time=events.now,
-            last_event_sequence=events.last_sequence,
-            **values,
-        )
-    )
-    return derived
-
-
 def leased_step(connection: Connection, lease: LeaseRef, visible: Visible) -> tuple[Row[Any] | None, Outcome | None]:
-    """The step row of a lease, and the refusal when the lease is unknown (NOT_FOUND) or not current (9)."""
+    """The step row of a lease (locked), and the refusal when the lease is unknown (NOT_FOUND) or not current (9)."""
     row = connection.execute(select(steps).where(_S.id == lease.step_id).with_for_update(key_share=True)).first()
+    return row, check_lease(row, lease, visible)
+
+
+def touched_lease(touched: Touched, lease: LeaseRef, visible: Visible) -> tuple[Row[Any] | None, Outcome | None]:
+    """`leased_step` from the rows the transaction has loaded (`Touched.load_steps`)."""
+    row = touched.step(lease.step_id)
+    return row, check_lease(row, lease, visible)
+
+
+def check_lease(row: Row[Any] | None, lease: LeaseRef, visible: Visible) -> Outcome | None:
+    """The refusal of a lease whose step is unknown or invisible (NOT_FOUND) or whose attempt is not current (9)."""
     if row is None or not visible(row.namespace):
-        return None, Outcome(lease.step_id, NOT_FOUND, f"step {lease.step_id[:64]} not found")
+        return Outcome(lease.step_id, NOT_FOUND, f"step {lease.step_id[:64]} not found")
     if row.state != StepState.RUNNING.value or row.fencing_token != lease.fencing_token:
         message = (
             f"lease token {lease.fencing_token} is not the current lease of step {row.id} "
             f"(state {row.state}, token {row.fencing_token})"
         )
-        return row, Outcome(row.id, FAILED_PRECONDITION, message, StepState(row.state), namespace=row.namespace)
-    return row, None
-
-
-def release_dependents(touched: Touched, step_id: str, events: EventLog) -> None:
-    """One dependency of each dependent of `step_id` is done; those with none left become READY."""
-    connection = touched.connection
-    query = select(step_dependencies.c.step_id).where(step_dependencies.c.depends_on_step_id == step_id)
-    dependents = list(connection.execute(query).scalars())
-    if not dependents:
-        return
-    connection.execute(
-        update(steps).where(_S.id.in_(dependents)).values(remaining_dependencies=_S.remaining_dependencies - 1)
-    )
-    ready_query = select(_S.id, _S.name, _S.namespace, _S.step_handler, _S.attempts).where(
-        _S.id.in_(dependents), _S.remaining_dependencies <= 0, _S.state == StepState.PENDING.value
-    )
-    ready = connection.execute(ready_query.order_by(_S.position)).all()
-    if not ready:
-        return
-    connection.execute(
-        update(steps)
-        .where(_S.id.in_([r.id for r in ready]))
-        .values(state=StepState.READY.value, ready_time=touched.now, next_attempt_at=touched.now)
-    )
-    for r in ready:
-        events.step(r.name, StepState.PENDING, StepState.READY, r.attempts, "dependencies done")
-        touched.ready.add((r.namespace, r.step_handler))
+        return Outcome(row.id, FAILED_PRECONDITION, message, StepState(row.state), namespace=row.namespace)
+    return None
 
 
 def complete(touched: Touched, lease: LeaseRef, result: dict[str, Any], visible: Visible) -> Outcome:
     """Complete a leased step with its result and release its dependents (not those of a cancelled task).
 
     A repeat of a completion already applied with the same token answers OK and changes nothing."""
-    row, refused = leased_step(touched.connection, lease, visible)
+    row, refused = touched_lease(touched, lease, visible)
     if refused is not None:
         done = row is not None and row.state == StepState.COMPLETED.value and row.fencing_token == lease.fencing_token
         return Outcome(lease.step_id, OK, step_state=StepState.COMPLETED) if done else refused
     assert row is not None
     task_row, events = touched.task(row.task_id)
-    touched.connection.execute(
-        update(steps)
-        .where(_S.id == row.id)
-        .values(state=StepState.COMPLETED.value, result=result, complete_time=touched.now, lease_expire_time=None)
-    )
+    touched.complete_step(row, result, release=task_row.state != TaskState.CANCELLED.value)
     events.step(row.name, StepState.RUNNING, StepState.COMPLETED, row.attempts, f"completed by {touched.actor}")
-    if task_row.state != TaskState.CANCELLED.value:
-        release_dependents(touched, row.id, events)
     return Outcome(
         row.id,
         step_state=StepState.COMPLETED,
@@ -195,6 +106,7 @@ def failed_attempt(
     """End a RUNNING attempt as failed: READY again after the decided delay, FAILED when no retry is left, or
     CANCELLED when its task was cancelled meanwhile. `error` is stored as the step's last_error."""
     task_row, events = touched.task(row.task_id)
+    touched.changed(row.id)
     error = {**error, "attempt": row.attempts}
     values: dict[str, Any] = {"last_error": error, "lease_expire_time": None}
     run_seconds = _run_seconds(row, touched.now)

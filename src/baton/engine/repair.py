@@ -17,9 +17,9 @@ from sqlalchemy.engine import Connection
 from baton.domain.dag import shorten
 from baton.domain.states import StepState, TaskState, transition_step
 from baton.engine.notify import Notifier
-from baton.engine.outcomes import Touched, release_dependents
 from baton.engine.task_sql import EventLog
 from baton.engine.tasks import TASK_RESOURCE_TYPE, TaskEngine, TaskRecord, task_not_found
+from baton.engine.touched import Touched
 from baton.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceRef
 from baton.store import SqlStore
 from baton.store.tables import steps
@@ -125,8 +125,9 @@ class TaskRepair:
             )
             why = reason or "resolved manually"
             events.step(step.name, state, StepState.RESOLVED_MANUALLY, step.attempts, why)
+            touched.changed(step.id)
             if row.state != TaskState.CANCELLED.value:
-                release_dependents(touched, step.id, events)
+                touched.release(task_id, step.id)
 
         await self._write(actor, write, "step resolved")
         return await self._tasks.get(task_id, visible)

@@ -109,23 +109,6 @@ class EventLog:
             self.rows.clear()
 
 
-def insert_task(
-    connection: Connection,
-    task: dict[str, Any],
-    step_rows: Sequence[dict[str, Any]],
-    dependencies: Sequence[dict[str, Any]],
-    events: EventLog,
-) -> None:
-    """Insert a task with its tags, steps, dependencies and events. IntegrityError on a duplicate request_id."""
-    connection.execute(insert(tasks).values(**task, last_event_sequence=events.last_sequence))
-    if task["tags"]:
-        connection.execute(insert(task_tags), [{"task_id": task["id"], "tag": tag} for tag in task["tags"]])
-    connection.execute(insert(steps), list(step_rows))
-    if dependencies:
-        connection.execute(insert(step_dependencies), list(dependencies))
-    events.flush(connection)
-
-
 def find_by_request_id(connection: Connection, namespace: str, creator: str, request_id: str) -> Row[Any] | None:
     """The task row a caller created with `request_id` in `namespace`, or None."""
     query = select(tasks).where(_t.namespace == namespace, _t.creator == creator, _t.request_id == request_id)

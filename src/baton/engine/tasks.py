@@ -24,13 +24,14 @@ from baton.domain.dag import shorten
 from baton.domain.graph import GraphAnalysis, GraphStep, GraphWeights, analyze_graph
 from baton.domain.states import TaskState
 from baton.engine import task_sql
+from baton.engine.batching import Coalescer
 from baton.engine.handlers import HandlerRegistry
-from baton.engine.task_create import NewTask, new_task_rows, task_violations
+from baton.engine.task_create import NewTask, task_violations
 from baton.engine.task_filter import parse_filter
 from baton.engine.task_sql import EventLog, TaskRecord
+from baton.engine.task_write import REQUEST_ID_REUSED, TASK_RESOURCE_TYPE, Prepared, write_tasks
 from baton.errors import (
     Aborted,
-    AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -46,10 +47,8 @@ __all__ = ["REQUEST_ID_REUSED", "TASK_RESOURCE_TYPE", "NewTask", "TaskEngine", "
 T = TypeVar("T")
 #: Most tasks one BatchCreateTasks may create.
 MAX_BATCH = 1000
-#: ResourceInfo.resource_type of a task.
-TASK_RESOURCE_TYPE = "baton.v1.Task"
-#: ErrorInfo.reason of a request_id reused with another request body.
-REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+#: Most CreateTask calls written in one group-committed transaction.
+MAX_GROUP_COMMIT = 256
 Visible = Callable[[str], bool]
 
 
@@ -77,6 +76,7 @@ class TaskEngine:
         self._store = store
         self._handlers = handlers
         self.weights = weights
+        self._creates: Coalescer[Prepared, TaskRecord] = Coalescer(self._write_created, MAX_GROUP_COMMIT)
 
     @classmethod
     def from_config(cls, store: SqlStore, handlers: HandlerRegistry, config: EngineConfig) -> TaskEngine:
@@ -90,8 +90,11 @@ class TaskEngine:
 
     async def create(self, new: NewTask) -> TaskRecord:
         """Create a task (INVALID_ARGUMENT naming every bad field, NOT_FOUND for an unknown handler version), or
-        return the one created before with the same request_id and body (ALREADY_EXISTS for another body)."""
-        return (await self._create_all([new], [""]))[0]
+        return the one created before with the same request_id and body (ALREADY_EXISTS for another body).
+
+        Concurrent calls are group-committed: those arriving while a transaction is in flight share the next."""
+        (prepared,) = await self._prepare([new], [""])
+        return await self._creates.submit(prepared)
 
     async def create_batch(self, namespace: str, entries: Sequence[NewTask]) -> list[TaskRecord]:
         """Create up to MAX_BATCH tasks of one namespace in one transaction, all or none; each entry names the
@@ -108,6 +111,12 @@ class TaskEngine:
         return await self._create_all(filled, [f"requests[{i}]." for i in range(len(filled))])
 
     async def _create_all(self, entries: Sequence[NewTask], prefixes: Sequence[str]) -> list[TaskRecord]:
+        prepared = await self._prepare(entries, prefixes)
+        now = datetime.now(UTC)
+        answers = await self._write_tasks(lambda c: write_tasks(c, prepared, now, all_or_nothing=True), prepared)
+        return [answer for answer in answers if isinstance(answer, TaskRecord)]
+
+    async def _prepare(self, entries: Sequence[NewTask], prefixes: Sequence[str]) -> list[Prepared]:
         violations = [
             v for entry, prefix in zip(entries, prefixes, strict=True) for v in task_violations(entry, prefix)
         ]
@@ -118,31 +127,26 @@ class TaskEngine:
             key = (entry.namespace, entry.handler_name, entry.handler_version)
             if key not in handlers:
                 handlers[key] = (await self._handlers.get(*key)).definition
-        digests = [entry.request_hash() for entry in entries]
+        return [
+            Prepared(
+                entry, handlers[(entry.namespace, entry.handler_name, entry.handler_version)], entry.request_hash()
+            )
+            for entry in entries
+        ]
+
+    async def _write_created(self, batch: list[Prepared]) -> list[TaskRecord | Exception]:
         now = datetime.now(UTC)
+        return await self._write_tasks(lambda c: write_tasks(c, batch, now, all_or_nothing=False), batch)
 
-        def write(connection: Connection) -> list[str]:
-            ids: list[str] = []
-            for entry, digest in zip(entries, digests, strict=True):
-                if entry.request_id:
-                    row = task_sql.find_by_request_id(connection, entry.namespace, entry.creator, entry.request_id)
-                    if row is not None:
-                        ids.append(_same_request(task_sql.task_from_row(row), digest))
-                        continue
-                key = (entry.namespace, entry.handler_name, entry.handler_version)
-                task, step_rows, dependencies, events = new_task_rows(entry, handlers[key], digest, now)
-                task_sql.insert_task(connection, task, step_rows, dependencies, events)
-                ids.append(str(task["id"]))
-            return ids
-
+    async def _write_tasks(
+        self, write: Callable[[Connection], list[TaskRecord | Exception]], batch: Sequence[Prepared]
+    ) -> list[TaskRecord | Exception]:
         try:
-            ids = await self._store.run_in_transaction(write)
+            return await self._store.run_in_transaction(write)
         except IntegrityError:  # a concurrent create with one of the request_ids won: its task is there now
-            if not any(entry.request_id for entry in entries):
+            if not any(prepared.entry.request_id for prepared in batch):
                 raise
-            ids = await self._store.run_in_transaction(write)
-        loaded = await self._read(lambda c: [task_sql.load_task(c, task_id) for task_id in ids])
-        return [task for task in loaded if task is not None]
+            return await self._store.run_in_transaction(write)
 
     async def get(self, task_id: str, visible: Visible, *, with_steps: bool = True) -> TaskRecord:
         """A task with its steps; NOT_FOUND when it does not exist or `visible` refuses its namespace."""
@@ -234,20 +238,7 @@ class TaskEngine:
         return task, analyze_graph(graph_steps, self.weights)
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
-        async with self._store.engine.connect() as connection:
-            return await connection.run_sync(fn)
-
-
-def _same_request(task: TaskRecord, digest: str) -> str:
-    """The task's ID when it was created from the same request body; else ALREADY_EXISTS."""
-    if task.request_hash == digest:
-        return task.id
-    raise AlreadyExists(
-        f"request_id {task.request_id!r} was used for another request (task {task.id}); use a new request_id",
-        reason=REQUEST_ID_REUSED,
-        metadata={"request_id": task.request_id or "", "id": task.id},
-        resource=ResourceRef(TASK_RESOURCE_TYPE, f"tasks/{task.id}"),
-    )
+        return await self._store.run_read(fn)
 
 
 def _is_uuid(text: str) -> bool:

@@ -177,8 +177,7 @@ class TaskWatcher:
         return min(self._recheck_seconds, max(remaining, _MIN_WAIT))
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
-        async with self._store.engine.connect() as connection:
-            return await connection.run_sync(fn)
+        return await self._store.run_read(fn)
 
 
 def _is_uuid(text: str) -> bool:

@@ -13,11 +13,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from baton.config import StorageConfig
 from baton.store.errors import StorageUnavailable
@@ -96,8 +97,24 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
             ) from exc
         _probe_sqlite_file(url, path)
     engine = create_async_engine(url)
+    _configure_sqlite(engine.sync_engine, busy_timeout_ms)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_sqlite_thread_engines(url: URL, busy_timeout_ms: int, readers: int) -> tuple[Engine, Engine]:
+    """Synchronous engines (the stdlib sqlite3 driver) over the same file: a writer holding one connection, and a
+    reader pool of `readers` connections, for the store's threads (see store/writer.py)."""
+    sync_url = url.set(drivername="sqlite+pysqlite")
+    thread_free = {"check_same_thread": False}
+    writer = sa_create_engine(sync_url, poolclass=StaticPool, connect_args=thread_free)
+    reader = sa_create_engine(sync_url, pool_size=readers, max_overflow=0, connect_args=thread_free)
+    for engine in (writer, reader):
+        _configure_sqlite(engine, busy_timeout_ms)
+    return writer, reader
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Autocommit at the driver level; SQLAlchemy's "begin" event below emits BEGIN itself.
         dbapi_connection.isolation_level = None
@@ -110,9 +127,7 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(BEGIN_IMMEDIATE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine

@@ -14,15 +14,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.config import StorageConfig
 from baton.store import migrate
-from baton.store.engine import BEGIN_IMMEDIATE, create_engine, redacted_url, unavailable
+from baton.store.engine import (
+    BEGIN_IMMEDIATE,
+    create_engine,
+    create_sqlite_thread_engines,
+    redacted_url,
+    sqlite_path,
+    unavailable,
+)
 from baton.store.migrate import MigrationStatus
 from baton.store.tables import TASK_STATES, tasks, workers
+from baton.store.writer import READERS, SqliteThreads
 
 T = TypeVar("T")
 Backend = Literal["sqlite", "postgresql"]
@@ -64,9 +72,22 @@ class Store(Protocol):
 class SqlStore:
     """The Store over a SQLAlchemy AsyncEngine (aiosqlite or asyncpg)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, sqlite_busy_timeout_ms: int = 5000) -> None:
         self.engine = engine
         self.url = redacted_url(engine.url)
+        self._threads: SqliteThreads | None = None
+        if engine.dialect.name == "sqlite" and sqlite_path(engine.url) is not None:
+            writer, reader = create_sqlite_thread_engines(engine.url, sqlite_busy_timeout_ms, READERS)
+            self._threads = SqliteThreads(writer, reader)
+
+    @property
+    def sync_engines(self) -> list[Engine]:
+        """Every synchronous engine statements go through (for event listeners): the async engine's, and the
+        SQLite writer's."""
+        engines = [self.engine.sync_engine]
+        if self._threads is not None:
+            engines += [self._threads.writer, self._threads.reader]
+        return engines
 
     @property
     def backend(self) -> Backend:
@@ -90,8 +111,7 @@ class SqlStore:
     async def count_tasks_by_state(self) -> dict[str, int]:
         """Number of tasks in each state, every state present (zero when none)."""
         query = select(tasks.c.state, func.count()).group_by(tasks.c.state)
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
+        rows = await self.run_read(lambda connection: connection.execute(query).all())
         counts = dict.fromkeys(TASK_STATES, 0)
         counts.update({state: int(count) for state, count in rows})
         return counts
@@ -100,22 +120,34 @@ class SqlStore:
         """Workers that polled or heartbeated within the last `within_seconds`."""
         since = datetime.now(UTC) - timedelta(seconds=within_seconds)
         query = select(func.count()).select_from(workers).where(workers.c.last_seen_time >= since)
-        async with self.engine.connect() as connection:
-            return int((await connection.execute(query)).scalar_one())
+        return int(await self.run_read(lambda connection: connection.execute(query).scalar_one()))
 
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` synchronously in one transaction, all its statements in one hop to the driver.
+        """Run `fn` synchronously in one transaction.
 
-        Commits when `fn` returns and rolls back when it raises. On SQLite the transaction takes the write
-        lock at once (BEGIN IMMEDIATE), so concurrent writers wait for each other instead of failing.
+        Commits when `fn` returns and rolls back when it raises. On a SQLite file the whole transaction runs in
+        the store's one writer thread (one hop, writers queued in-process); it takes the write lock at once
+        (BEGIN IMMEDIATE), so another process's writer waits for it instead of failing.
         """
+        if self._threads is not None:
+            return await self._threads.write(fn)
         async with self.engine.connect() as connection:
             await connection.execution_options(**{BEGIN_IMMEDIATE: True})
             async with connection.begin():
                 return await connection.run_sync(fn)
 
+    async def run_read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` synchronously in one read-only transaction (a consistent snapshot), without taking SQLite's
+        write lock; on a SQLite file in one hop to a reader thread."""
+        if self._threads is not None:
+            return await self._threads.read(fn)
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(fn)
+
     async def close(self) -> None:
         """Close every pooled connection."""
+        if self._threads is not None:
+            await self._threads.close()
         await self.engine.dispose()
 
 
@@ -125,7 +157,7 @@ async def open_store(config: StorageConfig, *, auto_migrate: bool) -> SqlStore:
     Raises StorageUnavailable when the database cannot be opened, DatabaseTooNew when a newer Baton migrated
     it, MigrationsPending when it is behind and `auto_migrate` is false.
     """
-    store = SqlStore(create_engine(config))
+    store = SqlStore(create_engine(config), sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms)
     try:
         await store.ping()
         await migrate.ensure_current(store.engine, auto_migrate)

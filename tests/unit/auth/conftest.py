@@ -57,11 +57,13 @@ def count_statements(store: SqlStore) -> Callable[[], AbstractContextManager[Sta
         def listener(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
             seen.append((statement, parameters))
 
-        event.listen(store.engine.sync_engine, "before_cursor_execute", listener)
+        for engine in store.sync_engines:
+            event.listen(engine, "before_cursor_execute", listener)
         try:
             yield seen
         finally:
-            event.remove(store.engine.sync_engine, "before_cursor_execute", listener)
+            for engine in store.sync_engines:
+                event.remove(engine, "before_cursor_execute", listener)
 
     return counting
 

@@ -1,0 +1,212 @@
+"""What one write transaction of the dispatcher touches, batched: the rows it reads, the writes it defers, the tasks
+it must settle.
+
+Claims and outcomes come many leases to a call, and on SQLAlchemy every statement costs far more than the row it
+moves, so a transaction reads its steps and tasks with one `IN` query each, defers the completions of steps to one
+executemany, releases the dependents of every completed step with a handful of statements, and settles all its
+tasks at the end: one query for their steps' states, one insert of all events, one executemany of task updates.
+Rows are locked as they are read (PostgreSQL `FOR NO KEY UPDATE`, tasks in id order; SQLite's write lock covers
+the transaction).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+
+from baton.domain.states import StepState, TaskState, derive_task_state, transition_task
+from baton.engine.notify import Notifier
+from baton.engine.task_sql import EventLog
+from baton.store.tables import step_dependencies, steps, task_events, tasks
+
+_S = steps.c
+_T = tasks.c
+
+_COMPLETE_STEP = (
+    update(steps)
+    .where(_S.id == bindparam("step_id"))
+    .values(
+        state=StepState.COMPLETED.value,
+        result=bindparam("step_result", type_=_S.result.type),
+        complete_time=bindparam("completed_at"),
+        lease_expire_time=None,
+    )
+)
+_DEPENDENCY_DONE = (
+    update(steps)
+    .where(_S.id == bindparam("step_id"))
+    .values(remaining_dependencies=_S.remaining_dependencies - bindparam("done"))
+)
+_SETTLE_TASK = (
+    update(tasks)
+    .where(_T.id == bindparam("task_id"))
+    .values(
+        revision=_T.revision + 1,
+        update_time=bindparam("updated_at"),
+        last_event_sequence=bindparam("sequence"),
+        state=bindparam("task_state"),
+        complete_time=bindparam("completed_at"),
+    )
+)
+
+
+@dataclass
+class Touched:
+    """The tasks one transaction changes, their event logs, and the step handlers it made steps READY for."""
+
+    connection: Connection
+    actor: str
+    now: datetime
+    tasks: dict[str, tuple[Row[Any], EventLog]] = field(default_factory=dict)
+    ready: set[tuple[str, str]] = field(default_factory=set)
+    steps: dict[str, Row[Any]] = field(default_factory=dict)
+    changed_steps: set[str] = field(default_factory=set)
+    completions: list[dict[str, Any]] = field(default_factory=list)
+    released: list[tuple[str, str]] = field(default_factory=list)
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    def load_tasks(self, task_ids: Iterable[str]) -> None:
+        """Read (and lock) the rows of these tasks in one query, those not read yet."""
+        missing = sorted(set(task_ids) - self.tasks.keys())
+        if not missing:
+            return
+        query = select(tasks).where(_T.id.in_(missing)).order_by(_T.id).with_for_update(key_share=True)
+        for row in self.connection.execute(query):
+            self.tasks[row.id] = (row, EventLog(row.id, row.last_event_sequence, self.actor, self.now))
+
+    def task(self, task_id: str) -> tuple[Row[Any], EventLog]:
+        """The task's row (locked) and its event log in this transaction."""
+        if task_id not in self.tasks:
+            self.load_tasks([task_id])
+            if task_id not in self.tasks:  # steps cascade with their task, so this cannot happen
+                raise LookupError(f"task {task_id} of a step is missing")
+        return self.tasks[task_id]
+
+    def load_steps(self, step_ids: Iterable[str]) -> None:
+        """Read (and lock) these step rows in one query, and the rows of their tasks in another."""
+        missing = sorted(set(step_ids) - self.steps.keys())
+        if missing:
+            query = select(steps).where(_S.id.in_(missing)).order_by(_S.id).with_for_update(key_share=True)
+            self.steps.update({row.id: row for row in self.connection.execute(query)})
+        self.load_tasks(row.task_id for row in self.steps.values())
+
+    def step(self, step_id: str) -> Row[Any] | None:
+        """A step's row as it stands now: the one read by `load_steps`, or read again when this transaction has
+        changed it since."""
+        if step_id in self.changed_steps or step_id not in self.steps:
+            self.flush()
+            query = select(steps).where(_S.id == step_id).with_for_update(key_share=True)
+            row = self.connection.execute(query).first()
+            if row is None:
+                return None
+            self.steps[step_id] = row
+            self.changed_steps.discard(step_id)
+        return self.steps[step_id]
+
+    # -- deferred writes -----------------------------------------------------------------------------------------
+
+    def changed(self, step_id: str) -> None:
+        """Note that this transaction wrote the step (its loaded row is stale)."""
+        self.changed_steps.add(step_id)
+
+    def complete_step(self, row: Row[Any], result: dict[str, Any], release: bool) -> None:
+        """Complete a RUNNING step (written at the next flush), and release its dependents when `release`."""
+        self.completions.append({"step_id": row.id, "step_result": result, "completed_at": self.now})
+        self.changed(row.id)
+        if release:
+            self.release(row.task_id, row.id)
+
+    def release(self, task_id: str, step_id: str) -> None:
+        """The step is done: at the next flush each of its dependents has one dependency less, and those with
+        none left become READY."""
+        self.released.append((task_id, step_id))
+
+    def flush(self) -> None:
+        """Write the deferred completions, then make READY the dependents that have no dependency left."""
+        if self.completions:
+            self.connection.execute(_COMPLETE_STEP, self.completions)
+            self.completions = []
+        if self.released:
+            released, self.released = self.released, []
+            self._release([step_id for _task_id, step_id in released])
+
+    def _release(self, step_ids: list[str]) -> None:
+        links = step_dependencies.c
+        query = select(links.step_id).where(links.depends_on_step_id.in_(step_ids))
+        done = Counter(self.connection.execute(query).scalars())
+        if not done:
+            return
+        self.connection.execute(_DEPENDENCY_DONE, [{"step_id": sid, "done": n} for sid, n in done.items()])
+        ready_query = select(_S.id, _S.task_id, _S.name, _S.namespace, _S.step_handler, _S.attempts).where(
+            _S.id.in_(list(done)), _S.remaining_dependencies <= 0, _S.state == StepState.PENDING.value
+        )
+        ready = self.connection.execute(ready_query.order_by(_S.task_id, _S.position)).all()
+        if not ready:
+            return
+        self.connection.execute(
+            update(steps)
+            .where(_S.id.in_([r.id for r in ready]))
+            .values(state=StepState.READY.value, ready_time=self.now, next_attempt_at=self.now)
+        )
+        for r in ready:
+            self.changed(r.id)
+            _row, events = self.task(r.task_id)
+            events.step(r.name, StepState.PENDING, StepState.READY, r.attempts, "dependencies done")
+            self.ready.add((r.namespace, r.step_handler))
+
+    # -- the end of the transaction -------------------------------------------------------------------------------
+
+    def settle(self, reason: str = "steps changed") -> None:
+        """Derive and store the state of every touched task, with its events and a new revision."""
+        self.flush()
+        if not self.tasks:
+            return
+        query = select(_S.task_id, _S.state).where(_S.task_id.in_(list(self.tasks)))
+        states: dict[str, list[StepState]] = {task_id: [] for task_id in self.tasks}
+        for task_id, state in self.connection.execute(query):
+            states[task_id].append(StepState(state))
+        updates, events_rows = [], []
+        for task_id, (row, events) in self.tasks.items():
+            current = TaskState(row.state)
+            derived = derive_task_state(
+                states[task_id], cancelled=current is TaskState.CANCELLED, started=current is not TaskState.PENDING
+            )
+            completed_at = row.complete_time
+            if derived is not current:
+                transition_task(current, derived)
+                events.task(current, derived, reason)
+                completed_at = events.now if derived in (TaskState.COMPLETED, TaskState.FAILED) else None
+            if not events.rows and derived is current:
+                continue
+            events_rows += events.rows
+            events.rows = []
+            updates.append(
+                {
+                    "task_id": task_id,
+                    "updated_at": events.now,
+                    "sequence": events.last_sequence,
+                    "task_state": derived.value,
+                    "completed_at": completed_at,
+                }
+            )
+        if events_rows:
+            self.connection.execute(insert(task_events), events_rows)
+        if updates:
+            self.connection.execute(_SETTLE_TASK, updates)
+
+    def announce(self, notifier: Notifier) -> None:
+        """After the commit: wake pollers of the step handlers with new READY steps and watchers of the tasks."""
+        by_namespace: dict[str, list[str]] = {}
+        for namespace, handler in self.ready:
+            by_namespace.setdefault(namespace, []).append(handler)
+        for namespace, handlers in by_namespace.items():
+            notifier.steps_ready(namespace, handlers)
+        for task_id in self.tasks:
+            notifier.task_changed(task_id)

@@ -1,4 +1,5 @@
-"""A minimal Baton worker for scripts/bench/tasks: long-polls a step handler and completes every lease at once.
+"""A minimal Baton worker for scripts/bench/tasks: long-polls a step handler and completes every lease of a poll in
+one call, sent without waiting for its answer before polling again.
 
 Usage: python _baton_worker.py TARGET API_KEY NAMESPACE STEP_HANDLER POLLERS
 Runs until SIGTERM; prints the number of steps it completed on exit.
@@ -32,6 +33,8 @@ async def poller(
         max_steps=100,
         max_wait=duration_pb2.Duration(seconds=1),
     )
+    outstanding = asyncio.Semaphore(4)
+    reports: set[asyncio.Task[None]] = set()
     while not stop.is_set():
         try:
             polled = await stub.PollSteps(request, metadata=metadata, timeout=5)
@@ -48,10 +51,27 @@ async def poller(
             )
             for lease in polled.leases
         ]
-        await stub.CompleteStep(
-            workers_pb2.CompleteStepRequest(worker_id=worker_id, completions=completions), metadata=metadata, timeout=10
-        )
-        done[0] += len(completions)
+        # Report without waiting for the answer before polling again (at most a few reports outstanding).
+        await outstanding.acquire()
+        report = asyncio.create_task(complete(stub, metadata, worker_id, completions, done))
+        report.add_done_callback(lambda _: outstanding.release())
+        reports.add(report)
+        report.add_done_callback(reports.discard)
+    if reports:
+        await asyncio.wait(reports, timeout=5)
+
+
+async def complete(
+    stub: workers_pb2_grpc.WorkerServiceStub,
+    metadata: tuple[tuple[str, str], ...],
+    worker_id: str,
+    completions: list[workers_pb2.StepCompletion],
+    done: list[int],
+) -> None:
+    await stub.CompleteStep(
+        workers_pb2.CompleteStepRequest(worker_id=worker_id, completions=completions), metadata=metadata, timeout=10
+    )
+    done[0] += len(completions)
 
 
 async def main(target: str, api_key: str, namespace: str, handler: str, pollers: int) -> None:

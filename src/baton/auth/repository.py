@@ -57,8 +57,7 @@ def is_global_admin(bindings: Iterable[RoleBinding]) -> bool:
 
 async def run_read(store: SqlStore, fn: Callable[[Connection], T]) -> T:
     """Run `fn` on one connection without taking a write lock (a deferred transaction, rolled back)."""
-    async with store.engine.connect() as connection:
-        return await connection.run_sync(fn)
+    return await store.run_read(fn)
 
 
 def load_users(

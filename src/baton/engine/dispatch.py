@@ -28,6 +28,7 @@ from baton.domain.backoff import LEASE_EXPIRED, decide_lease_expiry, decide_retr
 from baton.engine import dispatch_sql, outcomes
 from baton.engine.dispatch_sql import Lease
 from baton.engine.handlers import handler_defaults
+from baton.engine.metrics import polling
 from baton.engine.notify import Notifier
 from baton.engine.outcomes import INVALID_ARGUMENT, LeaseRef, Outcome, Visible
 from baton.engine.touched import Touched
@@ -42,6 +43,10 @@ log = get_logger(__name__)
 MAX_RESULT_BYTES = 256 * 1024
 #: Longest sleep of the expiry sweeper.
 SWEEP_INTERVAL = 5.0
+#: A polling worker's presence (workers.last_seen_time) is written at most this often, in seconds.
+PRESENCE_INTERVAL = 5.0
+#: Presences remembered before the memory is cleared.
+MAX_PRESENCES = 10_000
 #: Attempts of a write transaction that PostgreSQL aborts as a deadlock victim.
 DEADLOCK_RETRIES = 5
 
@@ -82,6 +87,7 @@ class Dispatcher:
         self._config = config
         self._defaults = handler_defaults(config)
         self._wake_sweeper = asyncio.Event()
+        self._seen: dict[tuple[str, str, tuple[str, ...]], float] = {}  # presence written (monotonic time)
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- leases -------------------------------------------------------------------------------------------------
@@ -90,7 +96,12 @@ class Dispatcher:
         self, namespace: str, step_handlers: Sequence[str], worker_id: str, max_steps: int, max_wait: float
     ) -> list[Lease]:
         """Lease up to `max_steps` READY steps, waiting at most `max_wait` seconds for some to become ready."""
-        handlers = sorted(set(step_handlers))
+        with polling(namespace):
+            return await self._poll(namespace, sorted(set(step_handlers)), worker_id, max_steps, max_wait)
+
+    async def _poll(
+        self, namespace: str, handlers: list[str], worker_id: str, max_steps: int, max_wait: float
+    ) -> list[Lease]:
         deadline = time.monotonic() + max(0.0, max_wait)
         while not self._closed():
             # Subscribe before looking, so that a step made ready while we claim still wakes us.
@@ -118,15 +129,24 @@ class Dispatcher:
         now = datetime.now(UTC)
         backend = self._store.backend
 
+        presence = (namespace, worker_id, tuple(handlers))
+        last_recorded = self._seen.get(presence)
+        record_presence = last_recorded is None or time.monotonic() - last_recorded >= PRESENCE_INTERVAL
+
         def write(connection: Connection) -> tuple[list[Lease], datetime | None, Touched]:
             touched = Touched(connection, worker_id, now)
-            dispatch_sql.seen_worker(connection, backend, namespace, worker_id, handlers, now)
+            if record_presence:
+                dispatch_sql.seen_worker(connection, backend, namespace, worker_id, handlers, now)
             default_timeout = self._defaults.lease_timeout
             leases = dispatch_sql.claim(touched, backend, namespace, handlers, max_steps, default_timeout)
             soonest = None if leases else dispatch_sql.soonest_attempt(connection, namespace, handlers, now)
             return leases, soonest, touched
 
         leases, soonest, touched = await self._write(write)
+        if record_presence:
+            if len(self._seen) >= MAX_PRESENCES:
+                self._seen.clear()
+            self._seen[presence] = time.monotonic()
         if leases:
             self._wake_sweeper.set()
             for lease in leases:

@@ -26,6 +26,7 @@ from baton.domain.states import TaskState
 from baton.engine import task_sql
 from baton.engine.batching import Coalescer
 from baton.engine.handlers import HandlerRegistry
+from baton.engine.metrics import TASKS_CREATED, TASKS_FINISHED
 from baton.engine.task_create import NewTask, task_violations
 from baton.engine.task_filter import parse_filter
 from baton.engine.task_sql import EventLog, TaskRecord
@@ -96,6 +97,11 @@ class TaskEngine:
         (prepared,) = await self._prepare([new], [""])
         return await self._creates.submit(prepared)
 
+    def _count_created(self, answers: Sequence[TaskRecord | Exception], now: datetime) -> None:
+        fresh = {a.id: a for a in answers if isinstance(a, TaskRecord) and a.create_time == now}
+        for task in fresh.values():
+            TASKS_CREATED.labels(task.namespace, task.handler_name).inc()
+
     async def create_batch(self, namespace: str, entries: Sequence[NewTask]) -> list[TaskRecord]:
         """Create up to MAX_BATCH tasks of one namespace in one transaction, all or none; each entry names the
         batch's namespace or none, and deduplicates by request_id as in `create`."""
@@ -114,6 +120,7 @@ class TaskEngine:
         prepared = await self._prepare(entries, prefixes)
         now = datetime.now(UTC)
         answers = await self._write_tasks(lambda c: write_tasks(c, prepared, now, all_or_nothing=True), prepared)
+        self._count_created(answers, now)
         return [answer for answer in answers if isinstance(answer, TaskRecord)]
 
     async def _prepare(self, entries: Sequence[NewTask], prefixes: Sequence[str]) -> list[Prepared]:
@@ -136,7 +143,9 @@ class TaskEngine:
 
     async def _write_created(self, batch: list[Prepared]) -> list[TaskRecord | Exception]:
         now = datetime.now(UTC)
-        return await self._write_tasks(lambda c: write_tasks(c, batch, now, all_or_nothing=False), batch)
+        answers = await self._write_tasks(lambda c: write_tasks(c, batch, now, all_or_nothing=False), batch)
+        self._count_created(answers, now)
+        return answers
 
     async def _write_tasks(
         self, write: Callable[[Connection], list[TaskRecord | Exception]], batch: Sequence[Prepared]
@@ -191,13 +200,13 @@ class TaskEngine:
             raise task_not_found(task_id)
         why = reason or "cancelled"
 
-        def write(connection: Connection) -> None:
+        def write(connection: Connection) -> tuple[str, str] | None:
             row = task_sql.task_row(connection, task_id, for_update=True)
             if row is None or not visible(row.namespace):
                 raise task_not_found(task_id)
             state = TaskState(row.state)
             if state is TaskState.CANCELLED:
-                return
+                return None
             if etag and etag != str(row.revision):
                 raise Aborted(
                     f"task {task_id} changed: etag {etag!r} is not the current one; read it again",
@@ -214,8 +223,11 @@ class TaskEngine:
             task_sql.cancel_steps(connection, task_id, events, why)
             events.task(state, TaskState.CANCELLED, why)
             task_sql.mark_cancelled(connection, task_id, row.revision, events)
+            return row.namespace, row.handler_name
 
-        await self._store.run_in_transaction(write)
+        cancelled = await self._store.run_in_transaction(write)
+        if cancelled is not None:
+            TASKS_FINISHED.labels(*cancelled, "cancelled").inc()
         return await self.get(task_id, visible)
 
     async def graph(self, task_id: str, visible: Visible) -> tuple[TaskRecord, GraphAnalysis]:

@@ -21,6 +21,7 @@ from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.states import StepState, TaskState, derive_task_state, transition_task
+from baton.engine.metrics import TASKS_FINISHED
 from baton.engine.notify import Notifier
 from baton.engine.task_sql import EventLog
 from baton.store.tables import step_dependencies, steps, task_events, tasks
@@ -69,6 +70,7 @@ class Touched:
     changed_steps: set[str] = field(default_factory=set)
     completions: list[dict[str, Any]] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)
+    finished: list[tuple[str, str, str]] = field(default_factory=list)
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -183,6 +185,8 @@ class Touched:
                 transition_task(current, derived)
                 events.task(current, derived, reason)
                 completed_at = events.now if derived in (TaskState.COMPLETED, TaskState.FAILED) else None
+                if completed_at is not None:
+                    self.finished.append((row.namespace, row.handler_name, derived.value.lower()))
             if not events.rows and derived is current:
                 continue
             events_rows += events.rows
@@ -202,7 +206,8 @@ class Touched:
             self.connection.execute(_SETTLE_TASK, updates)
 
     def announce(self, notifier: Notifier) -> None:
-        """After the commit: wake pollers of the step handlers with new READY steps and watchers of the tasks."""
+        """After the commit: wake pollers of the step handlers with new READY steps and watchers of the tasks, and
+        count the tasks that finished."""
         by_namespace: dict[str, list[str]] = {}
         for namespace, handler in self.ready:
             by_namespace.setdefault(namespace, []).append(handler)
@@ -210,3 +215,5 @@ class Touched:
             notifier.steps_ready(namespace, handlers)
         for task_id in self.tasks:
             notifier.task_changed(task_id)
+        for namespace, handler, outcome in self.finished:
+            TASKS_FINISHED.labels(namespace, handler, outcome).inc()

@@ -126,6 +126,7 @@ class BatonServer:
         await self._server.start()
         await self.health.start()
         self.runtime.dispatch.start()
+        self.runtime.sampler.start()
         log.info(
             "server.started",
             address=f"{host}:{self.port}",
@@ -147,6 +148,7 @@ class BatonServer:
         self.runtime.notifier.close()  # long-polls and watch streams return now
         await self._server.stop(grace)
         await self.runtime.dispatch.stop()
+        await self.runtime.sampler.stop()
         await self.health.stop()
         await self.runtime.close()
         log.info("server.stopped")

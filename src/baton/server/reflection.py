@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha._base import _file_descriptor_response
 
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
 V1ALPHA_SERVICE = reflection.SERVICE_NAME
@@ -42,6 +43,27 @@ def _register_v1_descriptor() -> None:
     pool.Add(proto)
 
 
+class _ReflectionServicer(reflection.aio.ReflectionServicer):  # type: ignore[misc]
+    """The grpcio-reflection servicer, able to find the file of a method too (`describe Service.Method`).
+
+    It asks the descriptor pool's FindFileContainingSymbol, which knows services and messages but not methods
+    (grpc/grpc#34743); a `<service>.<method>` it cannot find is looked up as its service's method here.
+    """
+
+    def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
+        try:
+            self._pool.FindFileContainingSymbol(fully_qualified_name)
+        except KeyError:
+            service_name, _, method_name = fully_qualified_name.rpartition(".")
+            try:
+                service = self._pool.FindServiceByName(service_name)
+            except KeyError:
+                service = None
+            if service is not None and method_name in service.methods_by_name:
+                return _file_descriptor_response(service.file, request)
+        return super()._file_containing_symbol(request, fully_qualified_name)
+
+
 class Registrar(Protocol):
     """Where services are registered (the server, or the chain's registrar)."""
 
@@ -54,7 +76,7 @@ def enable_reflection(server: Registrar, service_names: Sequence[str]) -> None:
     """Serve reflection v1 and v1alpha, listing `service_names` plus both reflection services."""
     _register_v1_descriptor()
     names = [*service_names, V1_SERVICE, V1ALPHA_SERVICE]
-    servicer = reflection.aio.ReflectionServicer(names)
+    servicer = _ReflectionServicer(names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
 
     async def info(

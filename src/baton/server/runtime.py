@@ -9,6 +9,7 @@ from baton.auth import AuditLog, AuthManager, CachingAuthenticator, TokenCodec, 
 from baton.config import Config
 from baton.engine.dispatch import Dispatcher
 from baton.engine.handlers import HandlerRegistry
+from baton.engine.metrics import QueueSampler
 from baton.engine.notify import Notifier
 from baton.engine.repair import TaskRepair
 from baton.engine.tasks import TaskEngine
@@ -42,6 +43,7 @@ class Runtime:
     notifier: Notifier
     dispatch: Dispatcher
     repair: TaskRepair
+    sampler: QueueSampler
 
     async def close(self) -> None:
         """Flush and stop the background writers, the limiter and the tracer (the store is closed by its
@@ -91,4 +93,5 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
         notifier=notifier,
         dispatch=Dispatcher(store, notifier, config.engine),
         repair=TaskRepair(store, notifier, task_engine),
+        sampler=QueueSampler(store),
     )

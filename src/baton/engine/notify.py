@@ -3,8 +3,9 @@
 Writers call `steps_ready(namespace, step_handlers)` / `task_changed(task_id)` after their transaction commits;
 waiters call `wait_for_steps(...)` / `wait_for_task(...)`, which return True when woken and False on timeout. A
 wake-up is a hint, never a promise: the waiter re-reads the database. `close()` wakes every waiter for good
-(shutdown), and `closed` tells long-polls to return early. One notifier per server process; replicas on
-PostgreSQL would add LISTEN/NOTIFY on top (not built yet).
+(shutdown), and `closed` tells long-polls to return early. One notifier per server process; on PostgreSQL a
+publisher (engine/pg_notify.py) carries the same hints to the other replicas with LISTEN/NOTIFY and calls
+`wake_steps` / `wake_task` with theirs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Protocol
+
+
+class Publisher(Protocol):
+    """Carries wake-ups to other processes."""
+
+    def steps_ready(self, namespace: str, step_handlers: list[str]) -> None: ...
+
+    def task_changed(self, task_id: str) -> None: ...
 
 
 class Notifier:
@@ -22,17 +32,38 @@ class Notifier:
         self._steps: defaultdict[tuple[str, str], set[asyncio.Event]] = defaultdict(set)
         self._tasks: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self.closed = False
+        self.publisher: Publisher | None = None
 
     def steps_ready(self, namespace: str, step_handlers: Iterable[str]) -> None:
-        """Steps of these step handlers in `namespace` became ready (or will at a timer): wake their pollers."""
+        """Steps of these step handlers in `namespace` became ready (or will at a timer): wake their pollers, here
+        and (through the publisher) in other processes."""
+        handlers = list(step_handlers)
+        self.wake_steps(namespace, handlers)
+        if self.publisher is not None:
+            self.publisher.steps_ready(namespace, handlers)
+
+    def task_changed(self, task_id: str) -> None:
+        """A task (or one of its steps) changed: wake its watchers, here and in other processes."""
+        self.wake_task(task_id)
+        if self.publisher is not None:
+            self.publisher.task_changed(task_id)
+
+    def wake_steps(self, namespace: str, step_handlers: Iterable[str]) -> None:
+        """Wake this process's pollers of these step handlers."""
         for handler in step_handlers:
             for event in self._steps.get((namespace, handler), ()):
                 event.set()
 
-    def task_changed(self, task_id: str) -> None:
-        """A task (or one of its steps) changed: wake its watchers."""
+    def wake_task(self, task_id: str) -> None:
+        """Wake this process's watchers of the task."""
         for event in self._tasks.get(task_id, ()):
             event.set()
+
+    def wake_all(self) -> None:
+        """Wake every waiter of this process once (they re-read the database)."""
+        for events in (*self._steps.values(), *self._tasks.values()):
+            for event in events:
+                event.set()
 
     async def wait_for_steps(self, namespace: str, step_handlers: Iterable[str], max_wait: float) -> bool:
         """Wait until steps of any of `step_handlers` may be ready, at most `max_wait` seconds."""
@@ -70,9 +101,7 @@ class Notifier:
     def close(self) -> None:
         """Shutdown: wake every waiter now and every later one at once."""
         self.closed = True
-        for events in (*self._steps.values(), *self._tasks.values()):
-            for event in events:
-                event.set()
+        self.wake_all()
 
     async def _wait(self, event: asyncio.Event, max_wait: float) -> bool:
         if self.closed:

@@ -11,6 +11,7 @@ from baton.engine.dispatch import Dispatcher
 from baton.engine.handlers import HandlerRegistry
 from baton.engine.metrics import QueueSampler
 from baton.engine.notify import Notifier
+from baton.engine.pg_notify import PgNotifyBridge, asyncpg_dsn
 from baton.engine.repair import TaskRepair
 from baton.engine.tasks import TaskEngine
 from baton.observability.logging import flush_logs, get_logger
@@ -44,10 +45,13 @@ class Runtime:
     dispatch: Dispatcher
     repair: TaskRepair
     sampler: QueueSampler
+    bridge: PgNotifyBridge | None = None
 
     async def close(self) -> None:
         """Flush and stop the background writers, the limiter and the tracer (the store is closed by its
         owner, after this)."""
+        if self.bridge is not None:
+            await self.bridge.stop()
         await self.authenticator.close()
         await self.audit.close()
         if self.limiter is not None:
@@ -77,6 +81,11 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
     provider = tracer_provider if tracer_provider is not None else build_tracer_provider(config.telemetry)
     handlers = HandlerRegistry.from_config(store, config.engine)
     notifier = Notifier()
+    bridge = None
+    if store.backend == "postgresql":  # wake-ups reach the other replicas through LISTEN/NOTIFY
+        bridge = PgNotifyBridge(notifier, asyncpg_dsn(config.storage.database_url.get_secret_value()))
+        await bridge.start()
+        notifier.publisher = bridge
     task_engine = TaskEngine.from_config(store, handlers, config.engine)
     return Runtime(
         config=config,
@@ -94,4 +103,5 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
         dispatch=Dispatcher(store, notifier, config.engine),
         repair=TaskRepair(store, notifier, task_engine),
         sampler=QueueSampler(store),
+        bridge=bridge,
     )

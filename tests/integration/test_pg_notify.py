@@ -1,0 +1,98 @@
+"""Two replicas on one PostgreSQL database: a poller waiting on one is woken by a task created on the other, and a
+WatchTask stream on one sees the changes made through the other (LISTEN/NOTIFY), long before its max_wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+from google.protobuf import duration_pb2
+
+from baton.server.app import BatonServer
+from baton.store import open_store
+from baton.v1 import (
+    common_pb2,
+    handlers_pb2,
+    handlers_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+    workers_pb2,
+    workers_pb2_grpc,
+)
+from tests.support.server import ADMIN_KEY, make_config
+
+ADMIN = (("x-api-key", ADMIN_KEY),)
+NS = "replicas"
+
+
+@asynccontextmanager
+async def replica(tmp_path: Path, database_url: str) -> AsyncIterator[grpc.aio.Channel]:
+    config = make_config(tmp_path, BATON_DATABASE_URL=database_url)
+    store = await open_store(config.storage, auto_migrate=True)
+    server = await BatonServer.create(config, store)
+    port = await server.start(host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel
+    finally:
+        await channel.close()
+        await server.stop(grace=0.5, drain=0)
+        await store.close()
+
+
+async def test_a_task_created_on_one_replica_wakes_a_poller_on_the_other(tmp_path: Path, postgresql_url: str) -> None:
+    async with replica(tmp_path, postgresql_url) as first, replica(tmp_path, postgresql_url) as second:
+        handler = handlers_pb2.Handler(
+            namespace=NS,
+            name="relay",
+            version="1.0.0",
+            steps=[handlers_pb2.StepTemplate(name="go", step_handler="relay")],
+        )
+        await handlers_pb2_grpc.HandlerServiceStub(first).RegisterHandler(
+            handlers_pb2.RegisterHandlerRequest(handler=handler), metadata=ADMIN, timeout=10
+        )
+        poll = workers_pb2.PollStepsRequest(
+            namespace=NS,
+            step_handlers=["relay"],
+            worker_id="w",
+            max_steps=1,
+            max_wait=duration_pb2.Duration(seconds=20),
+        )
+        waiting = asyncio.ensure_future(workers_pb2_grpc.WorkerServiceStub(first).PollSteps(poll, metadata=ADMIN))
+        await asyncio.sleep(0.3)  # the poll is waiting on the first replica
+        started = time.monotonic()
+        task = await tasks_pb2_grpc.TaskServiceStub(second).CreateTask(
+            tasks_pb2.CreateTaskRequest(namespace=NS, handler_name="relay"), metadata=ADMIN, timeout=10
+        )
+        leases = (await asyncio.wait_for(waiting, 10)).leases
+        assert [lease.task_id for lease in leases] == [task.id]
+        assert time.monotonic() - started < 2.0  # woken by NOTIFY, not by the 20 s max_wait
+
+        # A watcher on the second replica sees the completion made through the first.
+        watch = tasks_pb2_grpc.TaskServiceStub(second).WatchTask(tasks_pb2.WatchTaskRequest(id=task.id), metadata=ADMIN)
+        snapshot = await asyncio.wait_for(watch.read(), 10)
+        assert snapshot.HasField("snapshot")
+        lease = leases[0]
+        completed_at = time.monotonic()
+        await workers_pb2_grpc.WorkerServiceStub(first).CompleteStep(
+            workers_pb2.CompleteStepRequest(
+                worker_id="w",
+                completions=[
+                    workers_pb2.StepCompletion(
+                        lease=workers_pb2.LeaseRef(step_id=lease.step_id, fencing_token=lease.fencing_token)
+                    )
+                ],
+            ),
+            metadata=ADMIN,
+            timeout=10,
+        )
+        seen = []
+        while (message := await asyncio.wait_for(watch.read(), 10)) is not grpc.aio.EOF:
+            if message.HasField("event"):
+                seen.append(message.event)
+        assert any(event.task_state == common_pb2.TASK_STATE_COMPLETED for event in seen)
+        assert time.monotonic() - completed_at < 5.0

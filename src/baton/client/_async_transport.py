@@ -2,7 +2,8 @@
 
 betterproto2's grpclib stubs take `timeout` and `metadata` per call. grpclib decodes the status-details trailer
 itself (its ProtoStatusDetailsCodec, into google.rpc messages on GRPCError.details); the response's initial
-metadata (the echoed request ID) is read through grpclib's RecvInitialMetadata event.
+metadata (the echoed request ID) is read through grpclib's RecvInitialMetadata event. grpclib has no
+interceptors, so there are no client metrics here; the caller's trace context is still propagated.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 import grpclib.client
 import grpclib.events
 import grpclib.exceptions
+from opentelemetry import propagate
 
 from baton.client._auth import Credentials, Session
 from baton.client._errors import (
@@ -127,6 +129,9 @@ class AsyncTransport:
                 )
             credentials = await self._credential_metadata(method)
             metadata = build_metadata(info.request_id, credentials, options.get("metadata", ()))
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)  # W3C trace context of the caller's current span, if any
+            metadata.extend(carrier.items())
             token = _CURRENT.set(info)
             try:
                 return await start(remaining, metadata)
@@ -136,10 +141,14 @@ class AsyncTransport:
                     raise
                 info.server_request_id = error.request_id
                 session = self.credentials
-                if isinstance(error, UnauthenticatedError) and isinstance(session, Session) and not renewed:
-                    session.reject(dict(credentials).get("authorization", "").removeprefix("Bearer "))
-                    if credentials:
-                        continue
+                if (
+                    isinstance(error, UnauthenticatedError)
+                    and isinstance(session, Session)
+                    and credentials
+                    and not renewed
+                ):
+                    session.reject(dict(credentials)["authorization"].removeprefix("Bearer "))
+                    continue
                 raise error from raised
             finally:
                 _CURRENT.reset(token)
@@ -174,7 +183,7 @@ class AsyncTransport:
         call: Callable[..., AsyncIterator[ResponseT]],
         request: RequestT,
         options: CallOptions,
-    ) -> AsyncIterator[ResponseT]:
+    ) -> AsyncGenerator[ResponseT, None]:
         """Call a server-streaming method; opening it (up to the first message) is retried like a unary call.
 
         `aclose()` on the iterator (or leaving `contextlib.aclosing(...)`) cancels the call.

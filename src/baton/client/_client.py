@@ -59,10 +59,24 @@ class Client:
         *,
         credentials: Credentials | None = None,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        metrics: bool = False,
+        tracer_provider: Any = None,
     ) -> None:
-        """Wrap a grpcio channel (`connect()` builds one); the channel must go through CallOptionsInterceptor."""
-        self._channel = channel
-        self._transport = SyncTransport(channel, credentials, retry_policy)
+        """Wrap a grpcio channel (`connect()` makes one); see `connect()` for the other arguments."""
+        # The call-options interceptor (timeout and metadata of each call) comes first among grpcio's; the
+        # OpenTelemetry one is a channel wrapper of its own, outside it, whose trace-context metadata it merges.
+        interceptors: list[Any] = [CallOptionsInterceptor()]
+        if metrics:
+            interceptors.append(_prometheus())
+        self._raw_channel = channel
+        wrapped = grpc.intercept_channel(channel, *interceptors)
+        if tracer_provider is not None:
+            from opentelemetry.instrumentation.grpc import client_interceptor, grpcext
+
+            tracing = client_interceptor(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
+            wrapped = grpcext.intercept_channel(wrapped, tracing)  # type: ignore[no-untyped-call]
+        self._channel = wrapped
+        self._transport = SyncTransport(wrapped, credentials, retry_policy)
         self.tasks = Tasks(self._transport)
         self.handlers = Handlers(self._transport)
         self.workers = Workers(self._transport)
@@ -97,15 +111,14 @@ class Client:
         credentials = credentials_from(
             api_key=api_key, token=token, username=username, password=password, refresh_margin=token_refresh_margin
         )
-        interceptors: list[Any] = [CallOptionsInterceptor()]
-        if tracer_provider is not None:
-            from opentelemetry.instrumentation.grpc import client_interceptor
-
-            interceptors.append(client_interceptor(tracer_provider=tracer_provider))  # type: ignore[no-untyped-call]
-        if metrics:
-            interceptors.append(_prometheus())
-        channel = grpc.intercept_channel(_channel(target, tls, channel_options), *interceptors)
-        client = cls(channel, credentials=credentials, retry_policy=retry_policy)
+        channel = _channel(target, tls, channel_options)
+        client = cls(
+            channel,
+            credentials=credentials,
+            retry_policy=retry_policy,
+            metrics=metrics,
+            tracer_provider=tracer_provider,
+        )
         if isinstance(credentials, Session):
             try:
                 client.refresh_credentials()
@@ -137,7 +150,7 @@ class Client:
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
-        self._channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> Self:
         return self

@@ -1,8 +1,9 @@
 """Retries with exponential backoff and jitter (tenacity), only where the contract allows them.
 
 A call is retried when its method is NO_SIDE_EFFECTS or IDEMPOTENT (with its idempotency key given), it failed
-with UNAVAILABLE or RESOURCE_EXHAUSTED, attempts remain and the call's deadline leaves room for the wait. A
-server's RetryInfo delay wins over the backoff when longer.
+with UNAVAILABLE or RESOURCE_EXHAUSTED (the latter only with a RetryInfo detail: without one it is a size limit,
+not a rate limit), attempts remain and the call's deadline leaves room for the wait. A server's RetryInfo delay
+wins over the backoff when longer.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class _Budget:
         error = state.outcome.exception()
         if not isinstance(error, BatonError) or error.code not in _RETRIED_CODES:
             return False
+        if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is None:
+            return False  # a size limit (or grpcio's own message limit): sending it again cannot help
         if error.retry_delay is not None and error.retry_delay.total_seconds() > self.policy.max_retry_delay:
             return False
         # Give up rather than start an attempt the deadline would cut short before it is sent.

@@ -10,7 +10,7 @@ import collections
 import contextvars
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -61,7 +61,7 @@ class _CallDetails(
 
 
 class CallOptionsInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Puts the pending call's timeout and metadata on the outgoing call; must be the outermost interceptor."""
+    """Puts the pending call's timeout and metadata on the outgoing call (merged with what outer layers added)."""
 
     def _details(self, details: grpc.ClientCallDetails) -> tuple[grpc.ClientCallDetails, _Pending | None]:
         pending = _PENDING.get()
@@ -158,11 +158,15 @@ class SyncTransport:
                 error = error_from_grpc(rpc_error, info.request_id)
                 info.server_request_id = error.request_id
                 session = self.credentials
-                if isinstance(error, UnauthenticatedError) and isinstance(session, Session) and not renewed:
+                if (
+                    isinstance(error, UnauthenticatedError)
+                    and isinstance(session, Session)
+                    and credentials
+                    and not renewed
+                ):
                     with self._lock:
-                        session.reject(dict(credentials).get("authorization", "").removeprefix("Bearer "))
-                    if credentials:
-                        continue
+                        session.reject(dict(credentials)["authorization"].removeprefix("Bearer "))
+                    continue
                 raise error from rpc_error
             finally:
                 _PENDING.reset(token)
@@ -199,7 +203,7 @@ class SyncTransport:
         call: Callable[[RequestT], Iterator[ResponseT]],
         request: RequestT,
         options: CallOptions,
-    ) -> Iterator[ResponseT]:
+    ) -> Generator[ResponseT, None, None]:
         """Call a server-streaming method; opening it (up to the first message) is retried like a unary call.
 
         Closing the iterator (or leaving a `with contextlib.closing(...)`) cancels the call.
@@ -228,6 +232,7 @@ class SyncTransport:
                 except grpc.RpcError as rpc_error:
                     raise error_from_grpc(rpc_error, info.request_id) from rpc_error
         finally:
-            cancel = getattr(pending.call, "cancel", None)
-            if callable(cancel):
-                cancel()
+            # grpcio's call object, or the generator a wrapping interceptor made of it.
+            stop = getattr(pending.call, "cancel", None) or getattr(pending.call, "close", None)
+            if callable(stop):
+                stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import Any, Unpack
 
 from baton.client._async_transport import AsyncTransport
@@ -138,7 +138,7 @@ class Tasks:
 
     def watch(
         self, task_id: str, *, after_sequence: int = 0, **options: Unpack[CallOptions]
-    ) -> Iterator[WatchTaskResponse]:
+    ) -> Generator[WatchTaskResponse, None, None]:
         """A snapshot of the task, then its events until it finishes; close the iterator to stop early."""
         request = WatchTaskRequest(id=task_id, after_sequence=after_sequence)
         return self._rpc.stream(WATCH, self._stub.watch_task, request, options)
@@ -237,7 +237,7 @@ class AsyncTasks:
 
     def watch(
         self, task_id: str, *, after_sequence: int = 0, **options: Unpack[CallOptions]
-    ) -> AsyncIterator[WatchTaskResponse]:
+    ) -> AsyncGenerator[WatchTaskResponse, None]:
         """A snapshot of the task, then its events until it finishes (`async for`); `aclose()` stops early."""
         request = WatchTaskRequest(id=task_id, after_sequence=after_sequence)
         return self._rpc.stream(WATCH, self._stub.watch_task, request, options)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import grpc
 from google.protobuf import duration_pb2
 
-from baton.server.app import BatonServer
-from baton.store import open_store
 from baton.v1 import (
     common_pb2,
     handlers_pb2,
@@ -23,29 +20,19 @@ from baton.v1 import (
     workers_pb2,
     workers_pb2_grpc,
 )
-from tests.support.server import ADMIN_KEY, make_config
+from tests.support.server import ADMIN_KEY, RunningServer, make_config, running_server
 
 ADMIN = (("x-api-key", ADMIN_KEY),)
 NS = "replicas"
 
 
-@asynccontextmanager
-async def replica(tmp_path: Path, database_url: str) -> AsyncIterator[grpc.aio.Channel]:
-    config = make_config(tmp_path, BATON_DATABASE_URL=database_url)
-    store = await open_store(config.storage, auto_migrate=True)
-    server = await BatonServer.create(config, store)
-    port = await server.start(host="127.0.0.1", port=0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield channel
-    finally:
-        await channel.close()
-        await server.stop(grace=0.5, drain=0)
-        await store.close()
+def replica(tmp_path: Path, database_url: str) -> AbstractAsyncContextManager[RunningServer]:
+    return running_server(make_config(tmp_path, BATON_DATABASE_URL=database_url))
 
 
 async def test_a_task_created_on_one_replica_wakes_a_poller_on_the_other(tmp_path: Path, postgresql_url: str) -> None:
-    async with replica(tmp_path, postgresql_url) as first, replica(tmp_path, postgresql_url) as second:
+    async with replica(tmp_path, postgresql_url) as one, replica(tmp_path, postgresql_url) as two:
+        first, second = one.channel, two.channel
         handler = handlers_pb2.Handler(
             namespace=NS,
             name="relay",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +54,10 @@ def server_env() -> dict[str, str]:
     return {}
 
 
-@pytest.fixture
-async def server(tmp_path: Path, server_env: dict[str, str]) -> AsyncIterator[RunningServer]:
-    """Start a Baton server on an ephemeral loopback port; stop it and close the store afterwards."""
-    config = make_config(tmp_path, **server_env)
+@asynccontextmanager
+async def running_server(config: Config) -> AsyncIterator[RunningServer]:
+    """A Baton server for `config` on an ephemeral loopback port, with an open channel; stopped and its store
+    closed on exit."""
     store = await open_store(config.storage, auto_migrate=True)
     baton = await BatonServer.create(config, store)
     port = await baton.start(host="127.0.0.1", port=0)
@@ -68,3 +69,10 @@ async def server(tmp_path: Path, server_env: dict[str, str]) -> AsyncIterator[Ru
         await channel.close()
         await baton.stop(grace=0.5, drain=0)
         await store.close()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, server_env: dict[str, str]) -> AsyncIterator[RunningServer]:
+    """Start a Baton server on an ephemeral loopback port; stop it and close the store afterwards."""
+    async with running_server(make_config(tmp_path, **server_env)) as running:
+        yield running

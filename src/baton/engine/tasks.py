@@ -264,7 +264,9 @@ def _position(position: dict[str, Any]) -> tuple[datetime, str]:
     time, task_id = position.get("t"), position.get("i")
     try:
         if isinstance(time, str) and isinstance(task_id, str):
-            return datetime.fromisoformat(time), task_id
+            parsed = datetime.fromisoformat(time)
+            if parsed.tzinfo is not None:
+                return parsed, task_id
     except ValueError:
         pass
     raise InvalidArgument(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+
+from baton.errors import FieldViolation, InvalidArgument
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -32,3 +35,15 @@ def duration(seconds: float) -> duration_pb2.Duration:
 def seconds(value: duration_pb2.Duration) -> float:
     """Seconds in a Duration."""
     return value.seconds + value.nanos / 1e9
+
+
+def struct_to_dict(value: struct_pb2.Struct, field: str) -> dict[str, Any]:
+    """A Struct as a JSON object; INVALID_ARGUMENT naming `field` when it holds what JSON cannot (NaN, ±Infinity)."""
+    try:
+        return json_format.MessageToDict(value)
+    except (ValueError, json_format.Error) as error:
+        reason = str(error).splitlines()[0] if str(error) else "not representable as JSON"
+        raise InvalidArgument(
+            f"{field}: {reason}",
+            field_violations=[FieldViolation(field, f"must be valid JSON (no NaN or Infinity): {reason}")],
+        ) from None

@@ -21,6 +21,7 @@ import grpc
 
 from baton.auth.principal import Principal
 from baton.observability.context import CURRENT_CALL
+from baton.server.interceptors.decoding import check_decoded, tolerant
 from baton.server.policy import CallKind, Idempotency, MethodPolicy
 
 if TYPE_CHECKING:
@@ -151,19 +152,19 @@ class Chain:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary_unary(handler.unary_unary, policy, chain),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._unary_stream(handler.unary_stream, policy, chain),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
                 self._stream_unary(handler.stream_unary, policy, chain),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         assert handler.stream_stream is not None
@@ -179,6 +180,7 @@ class Chain:
             call.messages_received = 1
             try:
                 await chain.enter(call)
+                check_decoded(request)
                 if call.enforced_timeout is None:
                     response = await behavior(request, context)
                 else:
@@ -199,6 +201,7 @@ class Chain:
             call.messages_received = 1
             try:
                 await chain.enter(call)
+                check_decoded(request)
                 async with asyncio.timeout(call.enforced_timeout):
                     async for response in _responses(behavior(request, context)):
                         call.messages_sent += 1
@@ -305,4 +308,5 @@ async def _responses(result: Any) -> AsyncIterator[Any]:
 async def _counted(requests: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
     async for request in requests:
         call.messages_received += 1
+        check_decoded(request)
         yield request

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from google.protobuf import json_format
-
 from baton.domain.states import StepState
 from baton.engine.repair import TaskRepair
 from baton.engine.tasks import TaskEngine, TaskRecord
 from baton.engine.watch import TaskEventRecord, TaskWatcher
 from baton.errors import FieldViolation, InvalidArgument, Unauthenticated, Unimplemented
+from baton.server.convert import struct_to_dict
 from baton.server.interceptors.base import Call, current_call
 from baton.server.services.tasks_convert import (
     graph_to_proto,
@@ -130,9 +129,13 @@ class TaskService(tasks_pb2_grpc.TaskServiceServicer):
         assert call.principal is not None
         entries = [
             new_task_from_proto(
-                entry, creator=call.principal.id, call_request_id=call.request_id, metadata=call.metadata
+                entry,
+                creator=call.principal.id,
+                call_request_id=call.request_id,
+                metadata=call.metadata,
+                field_prefix=f"requests[{i}].",
             )
-            for entry in request.requests
+            for i, entry in enumerate(request.requests)
         ]
         created = await self._engine.create_batch(request.namespace, entries)
         self._created(created)
@@ -168,7 +171,7 @@ class TaskService(tasks_pb2_grpc.TaskServiceServicer):
             request.step_name,
             _visible("tasks.resolve"),
             actor=principal.id,
-            result=json_format.MessageToDict(request.result),
+            result=struct_to_dict(request.result, "result"),
             result_size=request.result.ByteSize(),
             reason=request.reason,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import field_mask_pb2, json_format, struct_pb2
+from google.protobuf import field_mask_pb2, struct_pb2
 
 from baton.domain.graph import GraphAnalysis
 from baton.domain.states import StepState, TaskState
@@ -12,7 +12,7 @@ from baton.engine.task_create import NewTask
 from baton.engine.task_sql import StepRecord, TaskRecord
 from baton.engine.watch import TaskEventRecord
 from baton.errors import FieldViolation, InvalidArgument
-from baton.server.convert import duration, timestamp
+from baton.server.convert import duration, struct_to_dict, timestamp
 from baton.v1 import common_pb2, tasks_pb2
 
 #: W3C trace context headers stored with a task and handed to its leases.
@@ -20,7 +20,12 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 def new_task_from_proto(
-    request: tasks_pb2.CreateTaskRequest, *, creator: str, call_request_id: str, metadata: dict[str, str]
+    request: tasks_pb2.CreateTaskRequest,
+    *,
+    creator: str,
+    call_request_id: str,
+    metadata: dict[str, str],
+    field_prefix: str = "",
 ) -> NewTask:
     """The engine's view of a CreateTask request, with the caller's trace context from the call metadata."""
     return NewTask(
@@ -28,7 +33,7 @@ def new_task_from_proto(
         handler_name=request.handler_name,
         handler_version=request.handler_version,
         creator=creator,
-        context=json_format.MessageToDict(request.context),
+        context=struct_to_dict(request.context, f"{field_prefix}context"),
         context_size=request.context.ByteSize(),
         tags=tuple(request.tags),
         priority=request.priority,

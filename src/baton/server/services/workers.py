@@ -113,13 +113,13 @@ class WorkerService(workers_pb2_grpc.WorkerServiceServicer):
     ) -> workers_pb2.CompleteStepResponse:
         """Complete leased steps with their results."""
         _bounded(len(request.completions), "completions")
-        completions = [completion_from_proto(completion) for completion in request.completions]
+        completions = [completion_from_proto(c, f"completions[{i}]") for i, c in enumerate(request.completions)]
         outcomes = await self._dispatch.complete(_worker_id(request.worker_id), completions, _visible())
         return workers_pb2.CompleteStepResponse(outcomes=[outcome_to_proto(outcome) for outcome in outcomes])
 
     async def FailStep(self, request: workers_pb2.FailStepRequest, context: Any) -> workers_pb2.FailStepResponse:
         """Record failed attempts; each is retried or fails its step as the retry policy says."""
         _bounded(len(request.failures), "failures")
-        failures = [failure_from_proto(failure) for failure in request.failures]
+        failures = [failure_from_proto(f, f"failures[{i}]") for i, f in enumerate(request.failures)]
         outcomes = await self._dispatch.fail(_worker_id(request.worker_id), failures, _visible())
         return workers_pb2.FailStepResponse(outcomes=[outcome_to_proto(outcome) for outcome in outcomes])

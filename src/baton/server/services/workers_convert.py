@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from baton.engine.dispatch import Completion, Failure, Lease, LeaseRef, Outcome
-from baton.server.convert import duration, seconds, timestamp
+from baton.server.convert import duration, seconds, struct_to_dict, timestamp
 from baton.v1 import common_pb2, workers_pb2
 
 #: What a failure keeps: the error type and message are cut, details over the limit dropped.
@@ -51,16 +51,16 @@ def lease_ref(message: workers_pb2.LeaseRef) -> LeaseRef:
     return LeaseRef(step_id=message.step_id, fencing_token=message.fencing_token)
 
 
-def completion_from_proto(message: workers_pb2.StepCompletion) -> Completion:
+def completion_from_proto(message: workers_pb2.StepCompletion, field: str = "completion") -> Completion:
     """The dispatcher's view of a StepCompletion, with the encoded size of its result."""
     return Completion(
         lease=lease_ref(message.lease),
-        result=json_format.MessageToDict(message.result),
+        result=struct_to_dict(message.result, f"{field}.result"),
         result_size=message.result.ByteSize(),
     )
 
 
-def failure_from_proto(message: workers_pb2.StepFailure) -> Failure:
+def failure_from_proto(message: workers_pb2.StepFailure, field: str = "failure") -> Failure:
     """The dispatcher's view of a StepFailure."""
     return Failure(
         lease=lease_ref(message.lease),
@@ -68,16 +68,16 @@ def failure_from_proto(message: workers_pb2.StepFailure) -> Failure:
         message=message.error_message[:MAX_ERROR_MESSAGE],
         retryable=message.retryable,
         retry_after=seconds(message.retry_after) if message.HasField("retry_after") else None,
-        details=_details(message),
+        details=_details(message, f"{field}.details"),
     )
 
 
-def _details(message: workers_pb2.StepFailure) -> dict[str, Any] | None:
+def _details(message: workers_pb2.StepFailure, field: str) -> dict[str, Any] | None:
     if not message.HasField("details"):
         return None
     if message.details.ByteSize() > MAX_ERROR_DETAILS:
         return {"dropped": f"details over {MAX_ERROR_DETAILS} bytes were not kept"}
-    return json_format.MessageToDict(message.details)
+    return struct_to_dict(message.details, field)
 
 
 def outcome_to_proto(outcome: Outcome) -> workers_pb2.LeaseOutcome:

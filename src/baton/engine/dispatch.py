@@ -27,6 +27,7 @@ from baton.config import EngineConfig
 from baton.domain.backoff import LEASE_EXPIRED, decide_lease_expiry, decide_retry
 from baton.engine import dispatch_sql, outcomes
 from baton.engine.dispatch_sql import Lease
+from baton.engine.eager import Handoffs, WaitingPoll
 from baton.engine.handlers import handler_defaults
 from baton.engine.metrics import polling
 from baton.engine.notify import Notifier
@@ -89,6 +90,7 @@ class Dispatcher:
         self._wake_sweeper = asyncio.Event()
         self._seen: dict[tuple[str, str, tuple[str, ...]], float] = {}  # presence written (monotonic time)
         self._sweeper: asyncio.Task[None] | None = None
+        self.handoffs = Handoffs()
 
     # -- leases -------------------------------------------------------------------------------------------------
 
@@ -115,10 +117,55 @@ class Dispatcher:
                 if soonest is not None:  # a delayed retry comes due before then: look again at that time
                     due = (soonest - datetime.now(UTC)).total_seconds()
                     remaining = min(remaining, max(0.0, due) + 0.001)
-                await asyncio.wait({waiter}, timeout=remaining)
+                handed = await self._wait(
+                    WaitingPoll(namespace, tuple(handlers), worker_id, max_steps), waiter, remaining
+                )
+                if handed:
+                    return handed
             finally:
                 waiter.cancel()
         return []
+
+    async def _wait(self, poll: WaitingPoll, waiter: asyncio.Task[bool], seconds: float) -> list[Lease]:
+        """Sleep until woken, handed leases by a creating transaction (eager dispatch), or `seconds` pass."""
+        self.handoffs.wait(poll)
+        try:
+            wakes: set[asyncio.Future[Any]] = {waiter, poll.handoff}
+            await asyncio.wait(wakes, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.handoffs.leave(poll)
+        if poll.reserved:  # a creating transaction holds this poll: its answer comes when that transaction ends
+            return await poll.handoff
+        return []
+
+    def claim_for(
+        self, connection: Connection, reserved: Sequence[WaitingPoll], now: datetime
+    ) -> tuple[dict[WaitingPoll, list[Lease]], list[Touched]]:
+        """Inside a creating transaction: claim READY steps for each reserved poll, as its own poll would."""
+        given: dict[WaitingPoll, list[Lease]] = {}
+        touched_all = []
+        for poll in reserved:
+            touched = Touched(connection, poll.worker_id, now)
+            given[poll] = dispatch_sql.claim(
+                touched,
+                self._store.backend,
+                poll.namespace,
+                poll.handlers,
+                poll.max_steps,
+                self._defaults.lease_timeout,
+            )
+            touched_all.append(touched)
+        return given, touched_all
+
+    def handed(
+        self, reserved: Sequence[WaitingPoll], given: dict[WaitingPoll, list[Lease]], touched: Sequence[Touched]
+    ) -> None:
+        """After the creating transaction: answer the reserved polls and account for their leases."""
+        Handoffs.hand_over(reserved, given)
+        for poll, leases in given.items():
+            self._leased(poll.namespace, leases, touched[0].now if touched else datetime.now(UTC))
+        for each in touched:
+            each.announce(self._notifier)
 
     def _closed(self) -> bool:
         return self._notifier.closed
@@ -148,13 +195,17 @@ class Dispatcher:
                 self._seen.clear()
             self._seen[presence] = time.monotonic()
         if leases:
-            self._wake_sweeper.set()
-            for lease in leases:
-                if lease.schedule_time is not None:
-                    waited = max(0.0, (now - lease.schedule_time).total_seconds())
-                    SCHEDULE_TO_START.labels(namespace).observe(waited)
+            self._leased(namespace, leases, now)
             touched.announce(self._notifier)
         return leases, soonest
+
+    def _leased(self, namespace: str, leases: Sequence[Lease], now: datetime) -> None:
+        if leases:
+            self._wake_sweeper.set()
+        for lease in leases:
+            if lease.schedule_time is not None:
+                waited = max(0.0, (now - lease.schedule_time).total_seconds())
+                SCHEDULE_TO_START.labels(namespace).observe(waited)
 
     async def heartbeat(self, worker_id: str, leases: Sequence[LeaseRef], visible: Visible) -> list[Outcome]:
         """Extend the current leases; each outcome says whether its task was cancelled."""

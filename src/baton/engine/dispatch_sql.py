@@ -68,12 +68,16 @@ def claim(
         "limit": limit,
         "leased_to": touched.actor,
         "started_at": now,
+        "default_expiry": now + timedelta(seconds=default_timeout),
     }
     claimed = connection.execute(_claim_statement(backend), parameters).all()
     if not claimed:
         return []
+    # The claim set every lease to expire after the default timeout; steps with a timeout of their own are fixed up.
     expiry = {row.id: now + timedelta(seconds=lease_timeout(row, default_timeout)) for row in claimed}
-    connection.execute(_SET_EXPIRY, [{"step_id": step_id, "expire": at} for step_id, at in expiry.items()])
+    own = [{"step_id": step_id, "expire": at} for step_id, at in expiry.items() if at != parameters["default_expiry"]]
+    if own:
+        connection.execute(_SET_EXPIRY, own)
     touched.load_tasks(row.task_id for row in claimed)
     results = _dependency_results(connection, [row.id for row in claimed])
     leases = []
@@ -103,7 +107,7 @@ def claim(
                 priority=row.priority,
             )
         )
-    touched.settle("a step started")
+    touched.settle("a step started", only_claims=True)
     return leases
 
 
@@ -137,6 +141,7 @@ def _claim_statement(backend: str) -> Update:
             fencing_token=_S.fencing_token + 1,
             worker_id=bindparam("leased_to"),
             start_time=bindparam("started_at"),
+            lease_expire_time=bindparam("default_expiry", type_=_S.lease_expire_time.type),
         )
         .returning(*steps.c)
     )
@@ -145,16 +150,23 @@ def _claim_statement(backend: str) -> Update:
 _SET_EXPIRY = update(steps).where(_S.id == bindparam("step_id")).values(lease_expire_time=bindparam("expire"))
 
 
+_dependency = steps.alias("dependency")
+_DEPENDENCY_RESULTS = (
+    select(step_dependencies.c.step_id, _dependency.c.name, _dependency.c.result)
+    .join(_dependency, _dependency.c.id == step_dependencies.c.depends_on_step_id)
+    .where(step_dependencies.c.step_id.in_(bindparam("step_ids", expanding=True)))
+)
+_SOONEST_ATTEMPT = select(func.min(_S.next_attempt_at)).where(
+    _S.namespace == bindparam("in_namespace"),
+    _S.step_handler.in_(bindparam("in_step_handlers", expanding=True)),
+    _S.state == StepState.READY.value,
+    _S.next_attempt_at > bindparam("after", type_=_S.next_attempt_at.type),
+)
+
+
 def _dependency_results(connection: Connection, step_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    dependency = steps.alias("dependency")
-    links = step_dependencies.c
-    query = (
-        select(links.step_id, dependency.c.name, dependency.c.result)
-        .join(dependency, dependency.c.id == links.depends_on_step_id)
-        .where(links.step_id.in_(step_ids))
-    )
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for step_id, name, result in connection.execute(query):
+    for step_id, name, result in connection.execute(_DEPENDENCY_RESULTS, {"step_ids": step_ids}):
         results.setdefault(step_id, {})[name] = dict(result or {})
     return results
 
@@ -163,13 +175,8 @@ def soonest_attempt(
     connection: Connection, namespace: str, step_handlers: Sequence[str], now: datetime
 ) -> datetime | None:
     """The earliest `next_attempt_at` still in the future among READY steps of these step handlers."""
-    query = select(func.min(_S.next_attempt_at)).where(
-        _S.namespace == namespace,
-        _S.step_handler.in_(list(step_handlers)),
-        _S.state == StepState.READY.value,
-        _S.next_attempt_at > now,
-    )
-    value: datetime | None = connection.execute(query).scalar()
+    parameters = {"in_namespace": namespace, "in_step_handlers": list(step_handlers), "after": now}
+    value: datetime | None = connection.execute(_SOONEST_ATTEMPT, parameters).scalar()
     return value
 
 

@@ -11,6 +11,7 @@ see is NOT_FOUND, exactly like a missing one.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,15 +23,20 @@ from sqlalchemy.exc import IntegrityError
 from baton.config import EngineConfig
 from baton.domain.dag import shorten
 from baton.domain.graph import GraphAnalysis, GraphStep, GraphWeights, analyze_graph
-from baton.domain.states import TaskState
+from baton.domain.states import StepState, TaskState
 from baton.engine import task_sql
 from baton.engine.batching import Coalescer
+from baton.engine.dispatch import Dispatcher
+from baton.engine.dispatch_sql import Lease
+from baton.engine.eager import Handoffs, WaitingPoll
 from baton.engine.handlers import HandlerRegistry
 from baton.engine.metrics import TASKS_CREATED, TASKS_FINISHED
+from baton.engine.notify import Notifier
 from baton.engine.task_create import NewTask, task_violations
 from baton.engine.task_filter import parse_filter
 from baton.engine.task_sql import EventLog, TaskRecord
 from baton.engine.task_write import REQUEST_ID_REUSED, TASK_RESOURCE_TYPE, Prepared, write_tasks
+from baton.engine.touched import Touched
 from baton.errors import (
     Aborted,
     FailedPrecondition,
@@ -73,21 +79,38 @@ def task_not_found(task_id: str) -> NotFound:
 class TaskEngine:
     """Creates, reads, lists, cancels and analyses tasks."""
 
-    def __init__(self, store: SqlStore, handlers: HandlerRegistry, weights: GraphWeights) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        handlers: HandlerRegistry,
+        weights: GraphWeights,
+        notifier: Notifier | None = None,
+        eager: Dispatcher | None = None,
+    ) -> None:
         self._store = store
         self._handlers = handlers
         self.weights = weights
+        self._notifier = notifier
+        self._eager = eager
         self._creates: Coalescer[Prepared, TaskRecord] = Coalescer(self._write_created, MAX_GROUP_COMMIT)
 
     @classmethod
-    def from_config(cls, store: SqlStore, handlers: HandlerRegistry, config: EngineConfig) -> TaskEngine:
-        """An engine with the graph weights of the configuration."""
+    def from_config(
+        cls,
+        store: SqlStore,
+        handlers: HandlerRegistry,
+        config: EngineConfig,
+        notifier: Notifier | None = None,
+        eager: Dispatcher | None = None,
+    ) -> TaskEngine:
+        """An engine with the graph weights of the configuration; `notifier` hears of new READY steps, and the
+        dispatcher `eager` hands them to waiting workers in the creating transaction."""
         weights = GraphWeights(
             downstream=config.graph_weight_downstream,
             critical_path=config.graph_weight_critical_path,
             failures=config.graph_weight_failures,
         )
-        return cls(store, handlers, weights)
+        return cls(store, handlers, weights, notifier, eager)
 
     async def create(self, new: NewTask) -> TaskRecord:
         """Create a task (INVALID_ARGUMENT naming every bad field, NOT_FOUND for an unknown handler version), or
@@ -97,10 +120,22 @@ class TaskEngine:
         (prepared,) = await self._prepare([new], [""])
         return await self._creates.submit(prepared)
 
-    def _count_created(self, answers: Sequence[TaskRecord | Exception], now: datetime) -> None:
+    def _count_created(self, answers: Sequence[TaskRecord | Exception], now: datetime, handed: Sequence[Lease]) -> None:
+        """After the commit: count the new tasks and wake the pollers of their steps still READY (those not
+        handed to waiting workers already), before the callers' responses are built."""
         fresh = {a.id: a for a in answers if isinstance(a, TaskRecord) and a.create_time == now}
+        ready: Counter[tuple[str, str]] = Counter()
         for task in fresh.values():
             TASKS_CREATED.labels(task.namespace, task.handler_name).inc()
+            ready.update((task.namespace, step.step_handler) for step in task.steps if step.state is StepState.READY)
+        ready.subtract((lease.namespace, lease.step_handler) for lease in handed)
+        if self._notifier is not None:
+            by_namespace: dict[str, list[str]] = {}
+            for (namespace, handler), left in ready.items():
+                if left > 0:
+                    by_namespace.setdefault(namespace, []).append(handler)
+            for namespace, handlers in by_namespace.items():
+                self._notifier.steps_ready(namespace, handlers)
 
     async def create_batch(self, namespace: str, entries: Sequence[NewTask]) -> list[TaskRecord]:
         """Create up to MAX_BATCH tasks of one namespace in one transaction, all or none; each entry names the
@@ -117,10 +152,7 @@ class TaskEngine:
         return await self._create_all(filled, [f"requests[{i}]." for i in range(len(filled))])
 
     async def _create_all(self, entries: Sequence[NewTask], prefixes: Sequence[str]) -> list[TaskRecord]:
-        prepared = await self._prepare(entries, prefixes)
-        now = datetime.now(UTC)
-        answers = await self._write_tasks(lambda c: write_tasks(c, prepared, now, all_or_nothing=True), prepared)
-        self._count_created(answers, now)
+        answers = await self._write(await self._prepare(entries, prefixes), all_or_nothing=True)
         return [answer for answer in answers if isinstance(answer, TaskRecord)]
 
     async def _prepare(self, entries: Sequence[NewTask], prefixes: Sequence[str]) -> list[Prepared]:
@@ -142,20 +174,36 @@ class TaskEngine:
         ]
 
     async def _write_created(self, batch: list[Prepared]) -> list[TaskRecord | Exception]:
-        now = datetime.now(UTC)
-        answers = await self._write_tasks(lambda c: write_tasks(c, batch, now, all_or_nothing=False), batch)
-        self._count_created(answers, now)
-        return answers
+        return await self._write(batch, all_or_nothing=False)
 
-    async def _write_tasks(
-        self, write: Callable[[Connection], list[TaskRecord | Exception]], batch: Sequence[Prepared]
-    ) -> list[TaskRecord | Exception]:
+    async def _write(self, batch: Sequence[Prepared], *, all_or_nothing: bool) -> list[TaskRecord | Exception]:
+        """Write the batch in one transaction, in which the workers already waiting for its READY steps get them
+        (eager dispatch); then count the new tasks and wake the pollers of the steps left READY."""
+        now = datetime.now(UTC)
+        eager = self._eager
+        reserved = [] if eager is None else _reserve(eager.handoffs, batch)
+
+        def write(connection: Connection) -> Written:
+            answers = write_tasks(connection, batch, now, all_or_nothing=all_or_nothing)
+            if eager is None or not reserved:
+                return answers, {}, []
+            given, touched = eager.claim_for(connection, reserved, now)
+            return answers, given, touched
+
+        written: Written = ([], {}, [])
         try:
-            return await self._store.run_in_transaction(write)
-        except IntegrityError:  # a concurrent create with one of the request_ids won: its task is there now
-            if not any(prepared.entry.request_id for prepared in batch):
-                raise
-            return await self._store.run_in_transaction(write)
+            try:
+                written = await self._store.run_in_transaction(write)
+            except IntegrityError:  # a concurrent create with one of the request_ids won: its task is there now
+                if not any(prepared.entry.request_id for prepared in batch):
+                    raise
+                written = await self._store.run_in_transaction(write)
+        finally:
+            if eager is not None:
+                eager.handed(reserved, written[1], written[2])  # every reserved poll is answered, even on failure
+        answers, given, _ = written
+        self._count_created(answers, now, [lease for leases in given.values() for lease in leases])
+        return answers
 
     async def get(self, task_id: str, visible: Visible, *, with_steps: bool = True) -> TaskRecord:
         """A task with its steps; NOT_FOUND when it does not exist or `visible` refuses its namespace."""
@@ -273,3 +321,15 @@ def _position(position: dict[str, Any]) -> tuple[datetime, str]:
         "page_token is not a token this server issued",
         field_violations=[FieldViolation("page_token", "malformed page token")],
     )
+
+
+Written = tuple[list[TaskRecord | Exception], dict[WaitingPoll, list[Lease]], list[Touched]]
+
+
+def _reserve(handoffs: Handoffs, batch: Sequence[Prepared]) -> list[WaitingPoll]:
+    """The waiting polls of the step handlers the batch's new tasks make READY, reserved for its transaction."""
+    ready: dict[str, set[str]] = {}
+    for prepared in batch:
+        handlers = ready.setdefault(prepared.entry.namespace, set())
+        handlers.update(step.step_handler for step in prepared.definition.steps if not step.depends_on)
+    return [poll for namespace, handlers in ready.items() for poll in handoffs.reserve(namespace, handlers)]

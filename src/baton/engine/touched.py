@@ -6,7 +6,8 @@ moves, so a transaction reads its steps and tasks with one `IN` query each, defe
 executemany, releases the dependents of every completed step with a handful of statements, and settles all its
 tasks at the end: one query for their steps' states, one insert of all events, one executemany of task updates.
 Rows are locked as they are read (PostgreSQL `FOR NO KEY UPDATE`, tasks in id order; SQLite's write lock covers
-the transaction).
+the transaction). Statements are built once, at import, with their values bound at execution: building a
+statement (aliases above all) costs more than running it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,41 @@ _DEPENDENCY_DONE = (
     .where(_S.id == bindparam("step_id"))
     .values(remaining_dependencies=_S.remaining_dependencies - bindparam("done"))
 )
+_TASKS_BY_ID = (
+    select(tasks)
+    .where(_T.id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(_T.id)
+    .with_for_update(key_share=True)
+)
+_STEPS_BY_ID = (
+    select(steps)
+    .where(_S.id.in_(bindparam("step_ids", expanding=True)))
+    .order_by(_S.id)
+    .with_for_update(key_share=True)
+)
+_DEPENDENTS = select(step_dependencies.c.step_id).where(
+    step_dependencies.c.depends_on_step_id.in_(bindparam("step_ids", expanding=True))
+)
+_NOW_READY = (
+    select(_S.id, _S.task_id, _S.name, _S.namespace, _S.step_handler, _S.attempts)
+    .where(
+        _S.id.in_(bindparam("step_ids", expanding=True)),
+        _S.remaining_dependencies <= 0,
+        _S.state == StepState.PENDING.value,
+    )
+    .order_by(_S.task_id, _S.position)
+)
+_MAKE_READY = (
+    update(steps)
+    .where(_S.id.in_(bindparam("step_ids", expanding=True)))
+    .values(
+        state=StepState.READY.value,
+        ready_time=bindparam("ready_at", type_=_S.ready_time.type),
+        next_attempt_at=bindparam("ready_at", type_=_S.next_attempt_at.type),
+    )
+)
+_STEP_STATES = select(_S.task_id, _S.state).where(_S.task_id.in_(bindparam("task_ids", expanding=True)))
+_INSERT_EVENTS = insert(task_events)
 _SETTLE_TASK = (
     update(tasks)
     .where(_T.id == bindparam("task_id"))
@@ -79,8 +115,7 @@ class Touched:
         missing = sorted(set(task_ids) - self.tasks.keys())
         if not missing:
             return
-        query = select(tasks).where(_T.id.in_(missing)).order_by(_T.id).with_for_update(key_share=True)
-        for row in self.connection.execute(query):
+        for row in self.connection.execute(_TASKS_BY_ID, {"task_ids": missing}):
             self.tasks[row.id] = (row, EventLog(row.id, row.last_event_sequence, self.actor, self.now))
 
     def task(self, task_id: str) -> tuple[Row[Any], EventLog]:
@@ -95,8 +130,7 @@ class Touched:
         """Read (and lock) these step rows in one query, and the rows of their tasks in another."""
         missing = sorted(set(step_ids) - self.steps.keys())
         if missing:
-            query = select(steps).where(_S.id.in_(missing)).order_by(_S.id).with_for_update(key_share=True)
-            self.steps.update({row.id: row for row in self.connection.execute(query)})
+            self.steps.update({row.id: row for row in self.connection.execute(_STEPS_BY_ID, {"step_ids": missing})})
         self.load_tasks(row.task_id for row in self.steps.values())
 
     def step(self, step_id: str) -> Row[Any] | None:
@@ -104,8 +138,7 @@ class Touched:
         changed it since."""
         if step_id in self.changed_steps or step_id not in self.steps:
             self.flush()
-            query = select(steps).where(_S.id == step_id).with_for_update(key_share=True)
-            row = self.connection.execute(query).first()
+            row = self.connection.execute(_STEPS_BY_ID, {"step_ids": [step_id]}).first()
             if row is None:
                 return None
             self.steps[step_id] = row
@@ -140,23 +173,14 @@ class Touched:
             self._release([step_id for _task_id, step_id in released])
 
     def _release(self, step_ids: list[str]) -> None:
-        links = step_dependencies.c
-        query = select(links.step_id).where(links.depends_on_step_id.in_(step_ids))
-        done = Counter(self.connection.execute(query).scalars())
+        done = Counter(self.connection.execute(_DEPENDENTS, {"step_ids": step_ids}).scalars())
         if not done:
             return
         self.connection.execute(_DEPENDENCY_DONE, [{"step_id": sid, "done": n} for sid, n in done.items()])
-        ready_query = select(_S.id, _S.task_id, _S.name, _S.namespace, _S.step_handler, _S.attempts).where(
-            _S.id.in_(list(done)), _S.remaining_dependencies <= 0, _S.state == StepState.PENDING.value
-        )
-        ready = self.connection.execute(ready_query.order_by(_S.task_id, _S.position)).all()
+        ready = self.connection.execute(_NOW_READY, {"step_ids": list(done)}).all()
         if not ready:
             return
-        self.connection.execute(
-            update(steps)
-            .where(_S.id.in_([r.id for r in ready]))
-            .values(state=StepState.READY.value, ready_time=self.now, next_attempt_at=self.now)
-        )
+        self.connection.execute(_MAKE_READY, {"step_ids": [r.id for r in ready], "ready_at": self.now})
         for r in ready:
             self.changed(r.id)
             _row, events = self.task(r.task_id)
@@ -165,15 +189,22 @@ class Touched:
 
     # -- the end of the transaction -------------------------------------------------------------------------------
 
-    def settle(self, reason: str = "steps changed") -> None:
-        """Derive and store the state of every touched task, with its events and a new revision."""
+    def settle(self, reason: str = "steps changed", *, only_claims: bool = False) -> None:
+        """Derive and store the state of every touched task, with its events and a new revision.
+
+        `only_claims`: the transaction only leased READY steps. The task's state then follows without reading its
+        steps: a step is RUNNING now, and a FAILED task (a failed step, independent ones still dispatched) stays
+        FAILED — the stored state always agrees with the steps, since every change of them settles it."""
         self.flush()
         if not self.tasks:
             return
-        query = select(_S.task_id, _S.state).where(_S.task_id.in_(list(self.tasks)))
         states: dict[str, list[StepState]] = {task_id: [] for task_id in self.tasks}
-        for task_id, state in self.connection.execute(query):
-            states[task_id].append(StepState(state))
+        if only_claims:
+            for task_id, (row, _events) in self.tasks.items():
+                states[task_id] = [StepState.RUNNING, *([StepState.FAILED] if row.state == "FAILED" else [])]
+        else:
+            for task_id, state in self.connection.execute(_STEP_STATES, {"task_ids": list(self.tasks)}):
+                states[task_id].append(StepState(state))
         updates, events_rows = [], []
         for task_id, (row, events) in self.tasks.items():
             current = TaskState(row.state)
@@ -201,7 +232,7 @@ class Touched:
                 }
             )
         if events_rows:
-            self.connection.execute(insert(task_events), events_rows)
+            self.connection.execute(_INSERT_EVENTS, events_rows)
         if updates:
             self.connection.execute(_SETTLE_TASK, updates)
 

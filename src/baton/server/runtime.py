@@ -86,7 +86,8 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
         bridge = PgNotifyBridge(notifier, asyncpg_dsn(config.storage.database_url.get_secret_value()))
         await bridge.start()
         notifier.publisher = bridge
-    task_engine = TaskEngine.from_config(store, handlers, config.engine)
+    dispatch = Dispatcher(store, notifier, config.engine)
+    task_engine = TaskEngine.from_config(store, handlers, config.engine, notifier, eager=dispatch)
     return Runtime(
         config=config,
         store=store,
@@ -100,7 +101,7 @@ async def build_runtime(config: Config, store: SqlStore, *, tracer_provider: Tra
         handlers=handlers,
         tasks=task_engine,
         notifier=notifier,
-        dispatch=Dispatcher(store, notifier, config.engine),
+        dispatch=dispatch,
         repair=TaskRepair(store, notifier, task_engine),
         sampler=QueueSampler(store),
         bridge=bridge,

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from baton.domain.states import StepState
 from baton.engine.repair import TaskRepair
-from baton.engine.tasks import TaskEngine, TaskRecord
+from baton.engine.tasks import TaskEngine
 from baton.engine.watch import TaskEventRecord, TaskWatcher
 from baton.errors import FieldViolation, InvalidArgument, Unauthenticated, Unimplemented
 from baton.server.convert import struct_to_dict
@@ -69,9 +68,7 @@ class TaskService(tasks_pb2_grpc.TaskServiceServicer):
         new = new_task_from_proto(
             request, creator=call.principal.id, call_request_id=call.request_id, metadata=call.metadata
         )
-        task = await self._engine.create(new)
-        self._created([task])
-        return task_to_proto(task)
+        return task_to_proto(await self._engine.create(new))
 
     async def GetTask(self, request: tasks_pb2.GetTaskRequest, context: Any) -> tasks_pb2.Task:
         """A task with its steps, limited to the read mask."""
@@ -138,15 +135,7 @@ class TaskService(tasks_pb2_grpc.TaskServiceServicer):
             for i, entry in enumerate(request.requests)
         ]
         created = await self._engine.create_batch(request.namespace, entries)
-        self._created(created)
         return tasks_pb2.BatchCreateTasksResponse(tasks=[task_to_proto(task) for task in created])
-
-    def _created(self, created: list[TaskRecord]) -> None:
-        """Wake the pollers of the new tasks' READY steps (a repeated create finds none it has not announced)."""
-        for task in created:
-            ready = {step.step_handler for step in task.steps if step.state is StepState.READY}
-            if ready:
-                self._watcher.notifier.steps_ready(task.namespace, ready)
 
     async def RetryTask(self, request: tasks_pb2.RetryTaskRequest, context: Any) -> tasks_pb2.Task:
         """Run a FAILED task's failed steps again, with fresh attempts."""

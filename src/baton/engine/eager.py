@@ -1,0 +1,68 @@
+"""Eager dispatch: steps made READY by a new task go straight to workers already waiting for them.
+
+A poller that found nothing registers a `WaitingPoll` and sleeps. Before a creating transaction starts, the task
+engine reserves the waiting polls of the step handlers its new tasks make READY (`reserve`, on the event loop);
+inside the transaction the dispatcher claims steps for them exactly as a poll would (the same atomic claim, events
+and fencing tokens); after the commit each reserved poll is answered with its leases (`hand_over`), so the worker
+gets its step one transaction and no wake-up after the task was created. A reserved poll that got nothing (another
+handler's step, or a full batch) is answered with no leases and simply looks again. Polls are reserved oldest
+first, each by one transaction at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from baton.engine.dispatch_sql import Lease
+
+
+@dataclass(eq=False)
+class WaitingPoll:
+    """A PollSteps call waiting for steps; `handoff` gets the leases a creating transaction claimed for it."""
+
+    namespace: str
+    handlers: tuple[str, ...]
+    worker_id: str
+    max_steps: int
+    handoff: asyncio.Future[list[Lease]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    reserved: bool = False
+
+
+class Handoffs:
+    """The waiting polls of this process, by namespace, oldest first."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[WaitingPoll]] = {}
+
+    def wait(self, poll: WaitingPoll) -> None:
+        """Register a poll that found nothing and is about to sleep."""
+        self._waiting.setdefault(poll.namespace, []).append(poll)
+
+    def leave(self, poll: WaitingPoll) -> None:
+        """Unregister a poll that stops waiting (a reserved one is no longer listed)."""
+        polls = self._waiting.get(poll.namespace)
+        if polls is not None and poll in polls:
+            polls.remove(poll)
+            if not polls:
+                del self._waiting[poll.namespace]
+
+    def reserve(self, namespace: str, handlers: Iterable[str]) -> list[WaitingPoll]:
+        """Take the waiting polls of `namespace` that serve any of `handlers`, for one transaction."""
+        wanted = set(handlers)
+        polls = self._waiting.get(namespace, [])
+        taken = [p for p in polls if not p.handoff.done() and wanted.intersection(p.handlers)]
+        for poll in taken:
+            polls.remove(poll)
+            poll.reserved = True
+        if not polls:
+            self._waiting.pop(namespace, None)
+        return taken
+
+    @staticmethod
+    def hand_over(reserved: Iterable[WaitingPoll], given: dict[WaitingPoll, list[Lease]]) -> None:
+        """After the transaction (committed or not): answer every reserved poll, with its leases or none."""
+        for poll in reserved:
+            if not poll.handoff.done():
+                poll.handoff.set_result(given.get(poll, []))

@@ -8,7 +8,15 @@ import asyncio
 from google.protobuf import duration_pb2
 from prometheus_client import REGISTRY
 
-from baton.v1 import handlers_pb2, handlers_pb2_grpc, tasks_pb2, tasks_pb2_grpc, workers_pb2, workers_pb2_grpc
+from baton.v1 import (
+    common_pb2,
+    handlers_pb2,
+    handlers_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+    workers_pb2,
+    workers_pb2_grpc,
+)
 from tests.support.server import RunningServer
 
 NS = "metrics-ns"
@@ -142,3 +150,33 @@ async def test_active_pollers_count_waiting_long_polls(server: RunningServer) ->
     answered = await asyncio.gather(*waiting)
     assert sum(len(r.leases) for r in answered) == 3
     assert value("baton_active_pollers", namespace=NS) == base
+
+
+async def test_a_waiting_worker_gets_a_new_step_from_the_creating_transaction(server: RunningServer) -> None:
+    await register(server, "m-eager")
+    stub = workers_pb2_grpc.WorkerServiceStub(server.channel)
+    request = workers_pb2.PollStepsRequest(
+        namespace=NS,
+        step_handlers=["m-eager"],
+        worker_id="eager-w",
+        max_steps=5,
+        max_wait=duration_pb2.Duration(seconds=10),
+    )
+    handed = value("baton_eager_leases_total", namespace=NS)
+    waiting = asyncio.ensure_future(stub.PollSteps(request, metadata=server.admin, timeout=20))
+    for _ in range(100):  # the poll is in
+        if value("baton_active_pollers", namespace=NS) >= 1:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # and, having found nothing, waits
+    task_id = await create(server, "m-eager")
+    leases = (await asyncio.wait_for(waiting, 5)).leases
+    assert [lease.task_id for lease in leases] == [task_id]
+    assert leases[0].attempt == 1
+    assert leases[0].fencing_token >= 1
+    assert value("baton_eager_leases_total", namespace=NS) == handed + 1
+    task = await tasks_pb2_grpc.TaskServiceStub(server.channel).GetTask(
+        tasks_pb2.GetTaskRequest(id=task_id), metadata=server.admin, timeout=10
+    )
+    assert task.state == common_pb2.TASK_STATE_RUNNING
+    assert task.steps[0].state == common_pb2.STEP_STATE_RUNNING

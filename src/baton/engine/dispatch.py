@@ -29,7 +29,7 @@ from baton.engine import dispatch_sql, outcomes
 from baton.engine.dispatch_sql import Lease
 from baton.engine.eager import Handoffs, WaitingPoll
 from baton.engine.handlers import handler_defaults
-from baton.engine.metrics import polling
+from baton.engine.metrics import EAGER_LEASES, polling
 from baton.engine.notify import Notifier
 from baton.engine.outcomes import INVALID_ARGUMENT, LeaseRef, Outcome, Visible
 from baton.engine.touched import Touched
@@ -164,6 +164,8 @@ class Dispatcher:
         Handoffs.hand_over(reserved, given)
         for poll, leases in given.items():
             self._leased(poll.namespace, leases, touched[0].now if touched else datetime.now(UTC))
+            if leases:
+                EAGER_LEASES.labels(poll.namespace).inc(len(leases))
         for each in touched:
             each.announce(self._notifier)
 

@@ -31,6 +31,11 @@ TASKS_FINISHED = Counter(
     "Tasks that reached an end state, by outcome (completed, failed, cancelled).",
     ["namespace", "handler", "outcome"],
 )
+EAGER_LEASES = Counter(
+    "baton_eager_leases_total",
+    "Leases handed to waiting workers inside the transaction that created their steps (eager dispatch).",
+    ["namespace"],
+)
 READY_STEPS = Gauge("baton_ready_steps", "Steps READY and waiting for a worker (the ready queue).", ["namespace"])
 ACTIVE_LEASES = Gauge("baton_active_leases", "Steps RUNNING under a worker's lease.", ["namespace"])
 ACTIVE_POLLERS = Gauge("baton_active_pollers", "PollSteps calls waiting in this server process.", ["namespace"])

@@ -139,9 +139,10 @@ class Dispatcher:
         return []
 
     def claim_for(
-        self, connection: Connection, reserved: Sequence[WaitingPoll], now: datetime
+        self, connection: Connection, reserved: Sequence[WaitingPoll], now: datetime, new_tasks: frozenset[str]
     ) -> tuple[dict[WaitingPoll, list[Lease]], list[Touched]]:
-        """Inside a creating transaction: claim READY steps for each reserved poll, as its own poll would."""
+        """Inside a creating transaction: claim READY steps for each reserved poll, as its own poll would
+        (`new_tasks` are the tasks this transaction created)."""
         given: dict[WaitingPoll, list[Lease]] = {}
         touched_all = []
         for poll in reserved:
@@ -153,6 +154,7 @@ class Dispatcher:
                 poll.handlers,
                 poll.max_steps,
                 self._defaults.lease_timeout,
+                new_tasks,
             )
             touched_all.append(touched)
         return given, touched_all

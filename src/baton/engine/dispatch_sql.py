@@ -58,8 +58,11 @@ def claim(
     step_handlers: Sequence[str],
     limit: int,
     default_timeout: float,
+    new_tasks: frozenset[str] = frozenset(),
 ) -> list[Lease]:
-    """Lease up to `limit` READY steps due by now, highest priority first, then the longest ready."""
+    """Lease up to `limit` READY steps due by now, highest priority first, then the longest ready.
+
+    `new_tasks`: tasks created in this transaction, whose READY steps have no dependencies (no results to read)."""
     connection, now = touched.connection, touched.now
     parameters = {
         "in_namespace": namespace,
@@ -79,7 +82,8 @@ def claim(
     if own:
         connection.execute(_SET_EXPIRY, own)
     touched.load_tasks(row.task_id for row in claimed)
-    results = _dependency_results(connection, [row.id for row in claimed])
+    with_dependencies = [row.id for row in claimed if row.task_id not in new_tasks]
+    results = _dependency_results(connection, with_dependencies) if with_dependencies else {}
     leases = []
     for row in sorted(claimed, key=lambda r: (-r.priority, r.ready_time or now, r.id)):
         task, events = touched.task(row.task_id)

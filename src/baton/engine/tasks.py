@@ -187,7 +187,8 @@ class TaskEngine:
             answers = write_tasks(connection, batch, now, all_or_nothing=all_or_nothing)
             if eager is None or not reserved:
                 return answers, {}, []
-            given, touched = eager.claim_for(connection, reserved, now)
+            created = frozenset(a.id for a in answers if isinstance(a, TaskRecord) and a.create_time == now)
+            given, touched = eager.claim_for(connection, reserved, now, created)
             return answers, given, touched
 
         written: Written = ([], {}, [])

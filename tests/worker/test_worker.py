@@ -164,7 +164,8 @@ async def test_cancellation_reaches_a_running_handler(client: AsyncClient) -> No
 
 
 async def test_sigterm_hands_back_in_flight_steps(client: AsyncClient) -> None:
-    await register(client, "handback", template("long", "work.long"))
+    # One attempt only and a long backoff: a hand-back is neither counted nor delayed.
+    await register(client, "handback", template("long", "work.long", max_attempts=1, backoff=30.0))
     started = asyncio.Event()
 
     @step("work.long")
@@ -189,7 +190,7 @@ async def test_sigterm_hands_back_in_flight_steps(client: AsyncClient) -> None:
     assert time.monotonic() - handed_back < 2.0  # not after the lease expired (30 s)
     assert done.state == TaskState.COMPLETED
     final = step_of(done, "long")
-    assert (final.attempts, final.worker_id, final.result.to_dict()) == (2, "second", {"attempt": 2})
+    assert (final.attempts, final.worker_id, final.result.to_dict()) == (1, "second", {"attempt": 1})
 
 
 async def test_max_concurrency_is_respected(client: AsyncClient) -> None:

@@ -22,6 +22,9 @@ MAX_ERROR_TYPES = 64
 MAX_ERROR_TYPE_LENGTH = 128
 #: Error type of an attempt whose lease expired.
 LEASE_EXPIRED = "LeaseExpired"
+#: The error type of an attempt a worker hands back unfinished because it is shutting down: the step is READY
+#: again at once and the attempt is not counted against max_attempts.
+HANDED_BACK = "WorkerShutdown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class RetryDecision:
     retry: bool
     delay: float
     reason: str
+    #: The attempt does not count against max_attempts (a hand-back).
+    refund: bool = False
 
 
 def resolve_retry_policy(policy: RetryPolicy | None, defaults: RetryDefaults) -> RetryPolicy:
@@ -164,10 +169,13 @@ def decide_retry(
 ) -> RetryDecision:
     """Whether failed attempt `attempt` (of a resolved policy) is retried, and after how long.
 
-    No retry for an error the worker marked non-retryable, an error type listed as non-retryable, or when
+    An attempt handed back (error type HANDED_BACK, retryable) is retried at once and refunded. No retry for an
+    error the worker marked non-retryable, an error type listed as non-retryable, or when
     `attempt >= max_attempts`. Otherwise the delay is the backoff, or the worker's `retry_after` when longer
     (ignored unless a finite positive number; capped at MAX_BACKOFF).
     """
+    if error_type == HANDED_BACK and retryable:
+        return RetryDecision(True, 0.0, "handed back by a worker shutting down", refund=True)
     if not retryable:
         return RetryDecision(False, 0.0, "the error is not retryable")
     if error_type in policy.non_retryable_error_types:

@@ -121,6 +121,8 @@ def failed_attempt(
     if decision.retry:
         at = touched.now + timedelta(seconds=decision.delay)
         values.update(state=StepState.READY.value, next_attempt_at=at, ready_time=at)
+        if decision.refund:
+            values.update(attempts=max(0, row.attempts - 1))
         touched.connection.execute(update(steps).where(_S.id == row.id).values(**values))
         events.step(row.name, StepState.RUNNING, StepState.READY, row.attempts, decision.reason)
         touched.ready.add((row.namespace, row.step_handler))

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton.domain.backoff import (
+    HANDED_BACK,
     LEASE_EXPIRED,
     MAX_BACKOFF,
     RetryDefaults,
@@ -201,3 +202,10 @@ def test_an_expired_lease_is_a_retryable_attempt() -> None:
     assert not decide_lease_expiry(policy(max_attempts=1), 1).retry
     listed = policy(non_retryable_error_types=frozenset({LEASE_EXPIRED}))
     assert not decide_lease_expiry(listed, 1).retry
+
+
+def test_a_handed_back_attempt_is_retried_at_once_and_refunded() -> None:
+    decision = decide_retry(policy(), 3, error_type=HANDED_BACK, retryable=True, rand=lambda: 0.5)
+    assert (decision.retry, decision.delay, decision.refund) == (True, 0.0, True)
+    refused = decide_retry(policy(), 1, error_type=HANDED_BACK, retryable=False)
+    assert not refused.retry

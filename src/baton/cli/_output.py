@@ -35,7 +35,19 @@ def console(*, stderr: bool = False) -> Console:
 
 def to_data(message: betterproto2.Message) -> dict[str, Any]:
     """A message as proto3 JSON data (camelCase names, enum names, RFC 3339 times)."""
-    return message.to_dict()
+    data: dict[str, Any] = integral(message.to_dict())
+    return data
+
+
+def integral(value: Any) -> Any:
+    """JSON data with whole-number floats as integers (Struct numbers are doubles: `42`, not `42.0`)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [integral(item) for item in value]
+    return value
 
 
 def emit_json(value: betterproto2.Message | Sequence[betterproto2.Message] | dict[str, Any]) -> None:
@@ -109,7 +121,7 @@ def compact_json(value: Any, limit: int = 60) -> str:
     """Short JSON for a table cell, cut at `limit` characters."""
     if not value:
         return "-"
-    text = json.dumps(value, separators=(",", ":"), default=str)
+    text = json.dumps(integral(value), separators=(",", ":"), default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

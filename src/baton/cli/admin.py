@@ -12,7 +12,7 @@ from baton.cli._common import EXIT_UNAVAILABLE, config_or_exit, fail
 admin_app = typer.Typer(help="Offline administration (works on the database directly).", no_args_is_help=True)
 
 
-async def _bootstrap(quiet: bool) -> tuple[bool, str | None, str]:
+async def _bootstrap(quiet: bool) -> tuple[bool, str | None, str, str]:
     from baton.auth import AuditLog, AuthManager, TokenCodec, ensure_bootstrap_admin
     from baton.observability.logging import configure_logging
     from baton.store import open_store
@@ -29,7 +29,7 @@ async def _bootstrap(quiet: bool) -> tuple[bool, str | None, str]:
     finally:
         await audit.close()
         await store.close()
-    return result.created, result.generated_key, store.url
+    return result.created, result.generated_key, store.url, f"{config.server.host}:{config.server.port}"
 
 
 @admin_app.command("bootstrap")
@@ -44,7 +44,7 @@ def bootstrap(
     from baton.store import StorageError
 
     try:
-        created, key, url = asyncio.run(_bootstrap(quiet))
+        created, key, url, target = asyncio.run(_bootstrap(quiet))
     except StorageError as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     except BatonError as exc:
@@ -60,4 +60,5 @@ def bootstrap(
     typer.echo("")
     typer.echo(f"    {key}")
     typer.echo("")
-    typer.echo("Use it as `x-api-key` metadata, e.g.: grpcurl -plaintext -H 'x-api-key: <key>' 127.0.0.1:50051 list")
+    typer.echo(f"Use it as `x-api-key` metadata (grpcurl -plaintext -H 'x-api-key: <key>' {target} list),")
+    typer.echo("or with the CLI: export BATON_API_KEY=<key>")

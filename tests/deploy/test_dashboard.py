@@ -195,6 +195,7 @@ async def _traffic(running: RunningServer) -> dict[str, dict[str, set[str]]]:
 
     waiting = asyncio.create_task(lease("deploy.idle", wait=1.5))  # a poller waiting for work
     await asyncio.sleep(0.5)
+    await running.server.runtime.sampler.sample()  # the ready queue and leases, as the sampler reads them every 2 s
     seen = exported_samples()
     assert await waiting == []
     for name, labels in exported_samples().items():

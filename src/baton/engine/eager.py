@@ -6,7 +6,7 @@ inside the transaction the dispatcher claims steps for them exactly as a poll wo
 and fencing tokens); after the commit each reserved poll is answered with its leases (`hand_over`), so the worker
 gets its step one transaction and no wake-up after the task was created. A reserved poll that got nothing (another
 handler's step, or a full batch) is answered with no leases and simply looks again. Polls are reserved oldest
-first, each by one transaction at a time.
+first, each by one transaction at a time. SQLite only (see TaskEngine._write).
 """
 
 from __future__ import annotations

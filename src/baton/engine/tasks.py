@@ -180,7 +180,9 @@ class TaskEngine:
         """Write the batch in one transaction, in which the workers already waiting for its READY steps get them
         (eager dispatch); then count the new tasks and wake the pollers of the steps left READY."""
         now = datetime.now(UTC)
-        eager = self._eager
+        # SQLite only: its writers are serialised, while on PostgreSQL a create that also locked other tasks' steps
+        # could meet a completing transaction in a deadlock; there the NOTIFY wake-up path serves.
+        eager = self._eager if self._store.backend == "sqlite" else None
         reserved = [] if eager is None else _reserve(eager.handoffs, batch)
 
         def write(connection: Connection) -> Written:

@@ -102,7 +102,7 @@ async def test_only_digests_of_credentials_are_stored(auth: Auth) -> None:
     await auth.authenticator.flush_usage()
     await auth.audit.flush()
     dumped = await all_rows(auth.store)
-    secret = key.rsplit("_", 1)[1]
+    secret = key.split("_", 2)[2]  # bk_<key_id>_<secret>; the secret itself may contain "_"
     for raw in (key, secret, grant.refresh_token, PASSWORD):
         assert raw not in dumped
     assert key_digest(key) in dumped

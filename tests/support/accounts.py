@@ -24,19 +24,31 @@ ROLES = {
     "worker": common_pb2.ROLE_WORKER,
     "viewer": common_pb2.ROLE_VIEWER,
 }
+PASSWORD = "correct horse battery staple"
+
+
+def api_key(key: str) -> Metadata:
+    """Call metadata authenticating with an API key."""
+    return (("x-api-key", key),)
+
+
+def bearer(token: str) -> Metadata:
+    """Call metadata authenticating with an access token."""
+    return (("authorization", f"Bearer {token}"),)
 
 
 @dataclass
 class Account:
-    """A service account made through UserService, with one API key."""
+    """A user made through UserService, with an API key (and a password for people)."""
 
     user: users_pb2.User
     key: str
+    key_id: str
+    password: str = ""
 
     @property
     def metadata(self) -> Metadata:
-        """Call metadata authenticating with the account's key."""
-        return (("x-api-key", self.key),)
+        return api_key(self.key)
 
 
 def bindings(*specs: str) -> list[users_pb2.RoleBinding]:
@@ -48,25 +60,40 @@ def bindings(*specs: str) -> list[users_pb2.RoleBinding]:
     return result
 
 
-async def create_account(running: RunningServer, username: str, *roles: str) -> Account:
-    """A service account with the given role specs ("viewer", "developer@payments") and one API key."""
+async def create_user(
+    running: RunningServer, username: str, *roles: str, human: bool = False, password: str = PASSWORD
+) -> users_pb2.User:
+    """A user with the given role specs ("viewer", "developer@payments"), created by the bootstrap admin."""
     stub = users_pb2_grpc.UserServiceStub(running.channel)
-    user = await stub.CreateUser(
-        users_pb2.CreateUserRequest(
-            user=users_pb2.User(
-                username=username,
-                display_name=username,
-                kind=users_pb2.USER_KIND_SERVICE_ACCOUNT,
-                role_bindings=bindings(*roles),
-            )
-        ),
-        metadata=running.admin,
-        timeout=10,
+    kind = users_pb2.USER_KIND_HUMAN if human else users_pb2.USER_KIND_SERVICE_ACCOUNT
+    request = users_pb2.CreateUserRequest(
+        user=users_pb2.User(username=username, display_name=username, kind=kind, role_bindings=bindings(*roles)),
+        password=password if human else "",
     )
-    created = await stub.CreateApiKey(
-        users_pb2.CreateApiKeyRequest(user_id=user.id, display_name="test key"), metadata=running.admin, timeout=10
-    )
-    return Account(user, created.key)
+    return await stub.CreateUser(request, metadata=running.admin, timeout=10)
+
+
+async def create_key(running: RunningServer, user_id: str) -> users_pb2.CreateApiKeyResponse:
+    """A new API key for a user."""
+    stub = users_pb2_grpc.UserServiceStub(running.channel)
+    request = users_pb2.CreateApiKeyRequest(user_id=user_id, display_name="test key")
+    return await stub.CreateApiKey(request, metadata=running.admin, timeout=10)
+
+
+async def create_account(running: RunningServer, username: str, *roles: str, human: bool = False) -> Account:
+    """A user with the given roles and one API key."""
+    user = await create_user(running, username, *roles, human=human)
+    created = await create_key(running, user.id)
+    return Account(user, created.key, created.api_key.id, PASSWORD if human else "")
+
+
+async def rpc_error(call: Awaitable[Any], code: grpc.StatusCode | None = None) -> grpc.aio.AioRpcError:
+    """The error a call ends with (fails when it succeeds, or ends with another code than `code`)."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    if code is not None:
+        assert caught.value.code() == code, f"{caught.value.code()}: {caught.value.details()}"
+    return caught.value
 
 
 @dataclass
@@ -87,34 +114,38 @@ class RichError:
         assert len(found) == 1, f"expected one {kind.__name__} in {self.status}"
         return found[0]
 
+    def has(self, kind: type[Any]) -> bool:
+        return any(detail.Is(kind.DESCRIPTOR) for detail in self.status.details)
+
+    @property
+    def info(self) -> error_details_pb2.ErrorInfo:
+        return self.detail(error_details_pb2.ErrorInfo)
+
     @property
     def message(self) -> str:
         """The status message."""
         return str(self.status.message)
 
     @property
-    def info(self) -> error_details_pb2.ErrorInfo:
-        """The ErrorInfo detail."""
-        return self.detail(error_details_pb2.ErrorInfo)
+    def request_id(self) -> str:
+        return str(self.detail(error_details_pb2.RequestInfo).request_id)
 
     @property
     def resource(self) -> error_details_pb2.ResourceInfo:
-        """The ResourceInfo detail."""
         return self.detail(error_details_pb2.ResourceInfo)
 
     @property
     def violations(self) -> dict[str, str]:
-        """BadRequest field violations as {field: description}."""
         bad = self.detail(error_details_pb2.BadRequest)
         return {v.field: v.description for v in bad.field_violations}
 
 
-async def rich_error(call: Awaitable[Any], code: grpc.StatusCode) -> RichError:
-    """The rich status a call fails with (fails the test when the call succeeds or ends with another code)."""
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    error = caught.value
-    assert error.code() == code, f"{error.code()}: {error.details()}"
+def rich(error: grpc.aio.AioRpcError) -> RichError:
     status = rpc_status.from_call(error)
     assert status is not None, f"{error.code()} carries no google.rpc.Status: {error.details()}"
+    assert status.code == error.code().value[0]
     return RichError(status, error)
+
+
+async def rich_error(call: Awaitable[Any], code: grpc.StatusCode) -> RichError:
+    return rich(await rpc_error(call, code))

@@ -7,98 +7,37 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from baton.config import Config
 from baton.server.app import BatonServer
 from baton.store import open_store
-from baton.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2, users_pb2, users_pb2_grpc
+from baton.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
+from tests.support.accounts import (  # noqa: F401 - re-exported for the chassis tests
+    PASSWORD,
+    ROLES,
+    Account,
+    Metadata,
+    RichError,
+    api_key,
+    bearer,
+    bindings,
+    create_account,
+    create_key,
+    create_user,
+    rich,
+    rich_error,
+    rpc_error,
+)
 from tests.support.redis import RedisServer, new_redis_server
 from tests.support.server import RunningServer, make_config
-
-Metadata = tuple[tuple[str, str], ...]
-
-ROLES = {
-    "admin": common_pb2.ROLE_ADMIN,
-    "operator": common_pb2.ROLE_OPERATOR,
-    "developer": common_pb2.ROLE_DEVELOPER,
-    "worker": common_pb2.ROLE_WORKER,
-    "viewer": common_pb2.ROLE_VIEWER,
-}
-PASSWORD = "correct horse battery staple"
-
-
-def api_key(key: str) -> Metadata:
-    """Call metadata authenticating with an API key."""
-    return (("x-api-key", key),)
-
-
-def bearer(token: str) -> Metadata:
-    """Call metadata authenticating with an access token."""
-    return (("authorization", f"Bearer {token}"),)
-
-
-# --- principals -------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Account:
-    """A user made through UserService, with an API key (and a password for people)."""
-
-    user: users_pb2.User
-    key: str
-    key_id: str
-    password: str = ""
-
-    @property
-    def metadata(self) -> Metadata:
-        return api_key(self.key)
-
-
-def bindings(*specs: str) -> list[users_pb2.RoleBinding]:
-    """Role bindings from "role" (global) or "role@namespace" specs."""
-    result = []
-    for spec in specs:
-        role, _, namespace = spec.partition("@")
-        result.append(users_pb2.RoleBinding(role=ROLES[role], namespace=namespace))
-    return result
-
-
-async def create_user(
-    running: RunningServer, username: str, *roles: str, human: bool = False, password: str = PASSWORD
-) -> users_pb2.User:
-    """A user with the given role specs ("viewer", "developer@payments"), created by the bootstrap admin."""
-    stub = users_pb2_grpc.UserServiceStub(running.channel)
-    kind = users_pb2.USER_KIND_HUMAN if human else users_pb2.USER_KIND_SERVICE_ACCOUNT
-    request = users_pb2.CreateUserRequest(
-        user=users_pb2.User(username=username, display_name=username, kind=kind, role_bindings=bindings(*roles)),
-        password=password if human else "",
-    )
-    return await stub.CreateUser(request, metadata=running.admin, timeout=10)
-
-
-async def create_key(running: RunningServer, user_id: str) -> users_pb2.CreateApiKeyResponse:
-    """A new API key for a user."""
-    stub = users_pb2_grpc.UserServiceStub(running.channel)
-    request = users_pb2.CreateApiKeyRequest(user_id=user_id, display_name="test key")
-    return await stub.CreateApiKey(request, metadata=running.admin, timeout=10)
-
-
-async def create_account(running: RunningServer, username: str, *roles: str, human: bool = False) -> Account:
-    """A user with the given roles and one API key."""
-    user = await create_user(running, username, *roles, human=human)
-    created = await create_key(running, user.id)
-    return Account(user, created.key, created.api_key.id, PASSWORD if human else "")
 
 
 async def revoke_key(running: RunningServer, key_id: str) -> users_pb2.ApiKey:
@@ -129,64 +68,6 @@ async def login(running: RunningServer, username: str, password: str = PASSWORD)
 async def who_am_i(running: RunningServer, metadata: Metadata) -> auth_pb2.WhoAmIResponse:
     stub = auth_pb2_grpc.AuthServiceStub(running.channel)
     return await stub.WhoAmI(auth_pb2.WhoAmIRequest(), metadata=metadata, timeout=5)
-
-
-# --- errors -----------------------------------------------------------------------------------------------------
-
-
-async def rpc_error(call: Awaitable[Any], code: grpc.StatusCode | None = None) -> grpc.aio.AioRpcError:
-    """The error a call ends with (fails when it succeeds, or ends with another code than `code`)."""
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    if code is not None:
-        assert caught.value.code() == code, f"{caught.value.code()}: {caught.value.details()}"
-    return caught.value
-
-
-@dataclass
-class RichError:
-    """The google.rpc.Status of a failed call, with its details unpacked by type."""
-
-    status: status_pb2.Status
-    error: grpc.aio.AioRpcError
-
-    def detail(self, kind: type[Any]) -> Any:
-        """The one detail of `kind` (fails when there is none or several)."""
-        found = []
-        for any_detail in self.status.details:
-            if any_detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                any_detail.Unpack(message)
-                found.append(message)
-        assert len(found) == 1, f"expected one {kind.__name__} in {self.status}"
-        return found[0]
-
-    def has(self, kind: type[Any]) -> bool:
-        return any(detail.Is(kind.DESCRIPTOR) for detail in self.status.details)
-
-    @property
-    def info(self) -> error_details_pb2.ErrorInfo:
-        return self.detail(error_details_pb2.ErrorInfo)
-
-    @property
-    def request_id(self) -> str:
-        return str(self.detail(error_details_pb2.RequestInfo).request_id)
-
-    @property
-    def violations(self) -> dict[str, str]:
-        bad = self.detail(error_details_pb2.BadRequest)
-        return {v.field: v.description for v in bad.field_violations}
-
-
-def rich(error: grpc.aio.AioRpcError) -> RichError:
-    status = rpc_status.from_call(error)
-    assert status is not None, f"{error.code()} carries no google.rpc.Status: {error.details()}"
-    assert status.code == error.code().value[0]
-    return RichError(status, error)
-
-
-async def rich_error(call: Awaitable[Any], code: grpc.StatusCode) -> RichError:
-    return rich(await rpc_error(call, code))
 
 
 def metadata_value(metadata: Sequence[tuple[str, Any]] | None, key: str) -> list[str]:

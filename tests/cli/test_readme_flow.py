@@ -8,15 +8,12 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
-
 from tests.cli.conftest import BATON, Baton
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "order_fulfilment"
 ORDER = '{"order_id": 42, "email": "ada@example.com", "items": [{"sku": "SKU-0001", "qty": 2}], "amount_cents": 1998}'
 
 
-@pytest.mark.skipif(not (EXAMPLE / "worker.py").exists(), reason="examples/order_fulfilment is not there")
 async def test_the_readme_walk_through(baton: Baton) -> None:
     created = await baton(
         "users", "create", "shop-bot", "--service", "--role", "developer:shop", "--role", "worker:shop"

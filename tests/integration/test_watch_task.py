@@ -14,7 +14,8 @@ from baton.engine.task_sql import TaskRecord
 from baton.engine.watch import TaskEventRecord, TaskWatcher
 from baton.server.app import BatonServer
 from baton.store import open_store
-from baton.v1 import common_pb2, handlers_pb2, handlers_pb2_grpc, tasks_pb2, tasks_pb2_grpc
+from baton.v1 import common_pb2, tasks_pb2
+from tests.integration.test_task_service import register_diamond, stub
 from tests.support.accounts import Metadata, create_account, rich_error
 from tests.support.server import RunningServer, make_config
 
@@ -24,25 +25,6 @@ TIMEOUT = 10
 CREATED, FETCH_READY = 1, 2
 CANCELLED = common_pb2.TASK_STATE_CANCELLED
 STEP_CANCELLED = common_pb2.STEP_STATE_CANCELLED
-
-
-def stub(running: RunningServer) -> tasks_pb2_grpc.TaskServiceStub:
-    return tasks_pb2_grpc.TaskServiceStub(running.channel)
-
-
-async def register_diamond(running: RunningServer, namespace: str = "payments") -> None:
-    def step(name: str, *depends_on: str) -> handlers_pb2.StepTemplate:
-        return handlers_pb2.StepTemplate(name=name, depends_on=depends_on, step_handler=f"work.{name}")
-
-    definition = handlers_pb2.Handler(
-        namespace=namespace,
-        name="diamond",
-        version="1.0.0",
-        steps=[step("fetch"), step("left", "fetch"), step("right", "fetch"), step("merge", "left", "right")],
-    )
-    await handlers_pb2_grpc.HandlerServiceStub(running.channel).RegisterHandler(
-        handlers_pb2.RegisterHandlerRequest(handler=definition), metadata=running.admin, timeout=TIMEOUT
-    )
 
 
 async def create(running: RunningServer, namespace: str = "payments") -> tasks_pb2.Task:

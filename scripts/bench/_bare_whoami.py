@@ -1,4 +1,10 @@
-"""A bare grpc.aio server answering AuthService.WhoAmI with a fixed principal: the baseline of bench/chain."""
+"""A bare grpc.aio server answering AuthService.WhoAmI with a fixed principal: the baseline of bench/chain.
+
+With `--echo-request-id` it also does the one thing issue #3 prescribes mechanically for every call: echo the
+request ID in the response's initial metadata. grpc.aio sends initial metadata given by a handler as a batch of
+its own (a unary response can carry only empty initial metadata with it), so this alone costs a round through
+the completion queue per call; its throughput is the ceiling of any chain that echoes request IDs.
+"""
 
 from __future__ import annotations
 
@@ -29,9 +35,18 @@ class Bare(auth_pb2_grpc.AuthServiceServicer):
         return RESPONSE
 
 
-async def main(port: int) -> None:
+class EchoRequestId(auth_pb2_grpc.AuthServiceServicer):
+    async def WhoAmI(self, request: auth_pb2.WhoAmIRequest, context: Any) -> auth_pb2.WhoAmIResponse:
+        await context.send_initial_metadata(ECHOED)
+        return RESPONSE
+
+
+ECHOED = (("x-request-id", "0190f5c4-0000-7000-8000-000000000001"),)
+
+
+async def main(port: int, echo: bool) -> None:
     server = grpc.aio.server()
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(Bare(), server)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(EchoRequestId() if echo else Bare(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print("ready", flush=True)
@@ -42,4 +57,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), "--echo-request-id" in sys.argv[2:]))

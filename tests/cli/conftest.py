@@ -19,7 +19,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from baton.cli.main import app
+from baton.cli.app import app
 from tests.support.server import ADMIN_KEY, RunningServer, server
 
 __all__ = ["ADMIN_KEY", "ORDER_YAML", "Baton", "baton", "server", "server_env"]

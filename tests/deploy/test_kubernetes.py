@@ -14,7 +14,7 @@ import yaml
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from baton.cli.main import app
+from baton.cli.app import app
 from baton.config import SECTIONS, env_name, load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -128,3 +128,58 @@ def test_head_revision_constant_matches_alembic() -> None:
     from baton.store.migrations import HEAD_REVISION
 
     assert head_revision() == HEAD_REVISION, "update HEAD_REVISION in baton/store/migrations/__init__.py"
+
+
+def reflected_schema(connection: Connection) -> dict[str, Any]:
+    """Everything the database says about its tables, in a form two databases can be compared by."""
+    inspector = inspect(connection)
+    schema: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        schema[table] = {
+            "columns": [
+                (column["name"], str(column["type"]), column["nullable"], str(column.get("default")))
+                for column in inspector.get_columns(table)
+            ],
+            "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "foreign_keys": sorted(
+                (
+                    tuple(fk["constrained_columns"]),
+                    fk["referred_table"],
+                    tuple(fk["referred_columns"]),
+                    str(fk["options"]),
+                )
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (
+                    index["name"],
+                    tuple(str(c) for c in index["column_names"]),
+                    bool(index["unique"]),
+                    str(sorted((k, str(v)) for k, v in index.get("dialect_options", {}).items())),
+                )
+                for index in inspector.get_indexes(table)
+            ),
+            "unique": sorted(tuple(unique["column_names"]) for unique in inspector.get_unique_constraints(table)),
+            "checks": sorted(" ".join(check["sqltext"].split()) for check in inspector.get_check_constraints(table)),
+        }
+    return schema
+
+
+async def test_a_new_database_gets_the_migrated_schema_in_one_step(engine: AsyncEngine) -> None:
+    status = await migrate.ensure_current(engine, auto_migrate=True)
+    assert status.is_current
+    assert (await migrate.status(engine)).current == head_revision()
+    async with engine.connect() as connection:
+        created = await connection.run_sync(reflected_schema)
+        assert await connection.run_sync(schema_diff) == []
+    assert not await migrate.create_if_empty(engine), "a database with tables is never created over"
+
+    # The same database taken down and up again through every Alembic revision: the schema must be identical.
+    await migrate.downgrade(engine, "base")
+    await migrate.upgrade(engine)
+    async with engine.connect() as connection:
+        migrated = await connection.run_sync(reflected_schema)
+
+    assert created.keys() == migrated.keys()
+    for table in created:
+        assert created[table] == migrated[table], table

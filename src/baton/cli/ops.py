@@ -20,14 +20,9 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 
 def serve() -> None:
     """Run the gRPC server until SIGTERM or SIGINT (migrates the database first unless BATON_AUTO_MIGRATE=false)."""
-    from baton.server.app import run
+    from baton.cli.serve import serve as run_server
 
-    config = config_or_exit()
-    try:
-        code = asyncio.run(run(config))
-    except OSError as exc:
-        fail(f"cannot serve on {config.server.host}:{config.server.port}: {exc.strerror or exc}")
-    raise typer.Exit(code)
+    raise typer.Exit(run_server())
 
 
 async def _migrate(action: str, revision: str) -> str:

@@ -12,17 +12,21 @@ import contextlib
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from baton.config import StorageConfig
 from baton.store.errors import StorageUnavailable
+
+if TYPE_CHECKING:
+    # sqlalchemy.ext.asyncio loads the ORM (a tenth of the server's start-up): a SQLite file is served by the
+    # store's threads and never needs it, so it is imported only where an async engine is made.
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10.0
 BEGIN_IMMEDIATE = "sqlite_begin_immediate"
@@ -63,9 +67,12 @@ def create_engine(config: StorageConfig) -> AsyncEngine:
     For SQLite the parent directory of the file is created and the file opened once; StorageUnavailable when
     either fails.
     """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     url = make_url(config.database_url.get_secret_value())
     if config.backend == "sqlite":
-        return _sqlite_engine(url, config.sqlite_busy_timeout_ms)
+        prepare_sqlite_file(url)
+        return sqlite_async_engine(url, config.sqlite_busy_timeout_ms)
     return create_async_engine(
         url,
         pool_size=config.pool_size,
@@ -87,7 +94,9 @@ def _probe_sqlite_file(url: URL, path: Path) -> None:
         raise unavailable(url, exc) from exc
 
 
-def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
+def prepare_sqlite_file(url: URL) -> None:
+    """Create the parent directory of a SQLite file and open the file once; StorageUnavailable when either fails.
+    Nothing to do for an in-memory database."""
     path = sqlite_path(url)
     if path is not None:
         try:
@@ -97,6 +106,12 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
                 redacted_url(url), f"cannot create directory {str(path.parent)!r}: {exc.strerror}"
             ) from exc
         _probe_sqlite_file(url, path)
+
+
+def sqlite_async_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
+    """An aiosqlite AsyncEngine with Baton's pragmas and explicit BEGINs."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     engine = create_async_engine(url)
     _configure_sqlite(engine.sync_engine, busy_timeout_ms)
     return engine

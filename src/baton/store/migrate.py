@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from baton.store.engine import BEGIN_IMMEDIATE, redacted_url, unavailable
 from baton.store.errors import DatabaseTooNew, MigrationsPending
@@ -25,12 +24,29 @@ from baton.store.migrations import HEAD_REVISION
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # pg_advisory_xact_lock key shared by every Baton migrating the same database ("baton" in ASCII).
 _MIGRATION_LOCK_KEY = 0x626174_6F6E
 
 T = TypeVar("T")
+
+
+@runtime_checkable
+class Database(Protocol):
+    """A store that runs synchronous functions in transactions of its own (SqlStore): migrations then go the way
+    the store's other transactions go (on a SQLite file, its writer thread; no async engine needed)."""
+
+    url: str
+
+    async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one write transaction."""
+        ...
+
+    async def run_read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one read transaction."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -143,32 +159,68 @@ async def _transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asy
         await connection.close()
 
 
-async def _run(engine: AsyncEngine, fn: Callable[[Connection], T], *, write: bool = False) -> T:
-    async with _transaction(engine, write=write) as connection:
+async def _run(target: AsyncEngine | Database, fn: Callable[[Connection], T], *, write: bool = False) -> T:
+    if isinstance(target, Database):
+        return await (target.run_in_transaction(fn) if write else target.run_read(fn))
+    async with _transaction(target, write=write) as connection:
         return await connection.run_sync(fn)
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine | Database, revision: str = "head") -> None:
     """Migrate the database up to `revision` (the newest by default)."""
     await _run(engine, lambda connection: _upgrade(connection, revision), write=True)
 
 
-async def downgrade(engine: AsyncEngine, revision: str) -> None:
+async def downgrade(engine: AsyncEngine | Database, revision: str) -> None:
     """Migrate the database down to `revision` ("base" empties it)."""
     await _run(engine, lambda connection: _downgrade(connection, revision), write=True)
 
 
-async def status(engine: AsyncEngine) -> MigrationStatus:
+async def status(engine: AsyncEngine | Database) -> MigrationStatus:
     """The database's revision against the migrations this code knows."""
     return await _run(engine, _status)
 
 
-async def ensure_current(engine: AsyncEngine, auto_migrate: bool) -> MigrationStatus:
+def _create_if_empty(connection: Connection) -> bool:
+    """On a database without a single table, create the schema of the newest revision from tables.py and stamp
+    it, in this transaction, without loading Alembic; False (and nothing done) when any table exists.
+
+    This is Alembic's cookbook recipe "Building an Up to Date Database from Scratch" (create_all, then stamp
+    head): a new database skips replaying the history. tests/storage/test_migrate.py checks on both backends
+    that the schema it builds is the one the migrations build, table by table, column by column, constraint by
+    constraint.
+    """
+    from baton.store import tables
+
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+    if inspect(connection).get_table_names():
+        return False
+    tables.metadata.create_all(connection)
+    connection.exec_driver_sql(
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+    )
+    connection.execute(
+        text("INSERT INTO alembic_version (version_num) VALUES (:revision)"), {"revision": HEAD_REVISION}
+    )
+    return True
+
+
+async def create_if_empty(engine: AsyncEngine | Database) -> bool:
+    """Create and stamp the newest schema on an empty database (see `_create_if_empty`); False when it has tables."""
+    return await _run(engine, _create_if_empty, write=True)
+
+
+async def ensure_current(engine: AsyncEngine | Database, auto_migrate: bool) -> MigrationStatus:
     """Bring the database to the newest revision when allowed; refuse one that is newer than this code.
 
-    Raises DatabaseTooNew when a newer Baton migrated the database, MigrationsPending when it is behind and
-    `auto_migrate` is false.
+    A new, empty database gets the newest schema in one step (`create_if_empty`); one with tables is migrated
+    revision by revision through Alembic. Raises DatabaseTooNew when a newer Baton migrated the database,
+    MigrationsPending when it is behind and `auto_migrate` is false.
     """
+    if auto_migrate and await create_if_empty(engine):
+        return MigrationStatus(HEAD_REVISION, HEAD_REVISION, [], is_current=True, is_newer=False)
     current = await status(engine)
     if current.is_newer:
         assert current.current is not None

@@ -8,15 +8,15 @@ await crosses to the driver's thread.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.config import StorageConfig
 from baton.store import migrate
@@ -24,13 +24,18 @@ from baton.store.engine import (
     BEGIN_IMMEDIATE,
     create_engine,
     create_sqlite_thread_engines,
+    prepare_sqlite_file,
     redacted_url,
+    sqlite_async_engine,
     sqlite_path,
     unavailable,
 )
 from baton.store.migrate import MigrationStatus
 from baton.store.tables import TASK_STATES, tasks, workers
 from baton.store.writer import READERS, SqliteThreads
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 Backend = Literal["sqlite", "postgresql"]
@@ -70,21 +75,50 @@ class Store(Protocol):
 
 
 class SqlStore:
-    """The Store over a SQLAlchemy AsyncEngine (aiosqlite or asyncpg)."""
+    """The Store over SQLAlchemy: asyncpg (an AsyncEngine) for PostgreSQL; for a SQLite file, the stdlib driver in
+    the store's threads (store/writer.py), with an aiosqlite AsyncEngine made only if something asks for
+    `engine` (tests and tools; the server never does)."""
 
-    def __init__(self, engine: AsyncEngine, *, sqlite_busy_timeout_ms: int = 5000) -> None:
-        self.engine = engine
-        self.url = redacted_url(engine.url)
+    def __init__(
+        self, engine: AsyncEngine | None = None, *, url: URL | None = None, sqlite_busy_timeout_ms: int = 5000
+    ) -> None:
+        if engine is not None:
+            url = engine.url
+        if url is None:
+            raise TypeError("SqlStore needs an engine or a URL")
+        self._engine = engine
+        self._url = url
+        self._busy_timeout_ms = sqlite_busy_timeout_ms
+        self.url = redacted_url(url)
         self._threads: SqliteThreads | None = None
-        if engine.dialect.name == "sqlite" and sqlite_path(engine.url) is not None:
-            writer, reader = create_sqlite_thread_engines(engine.url, sqlite_busy_timeout_ms, READERS)
+        if url.get_backend_name() == "sqlite" and sqlite_path(url) is not None:
+            writer, reader = create_sqlite_thread_engines(url, sqlite_busy_timeout_ms, READERS)
             self._threads = SqliteThreads(writer, reader)
+        elif engine is None:
+            raise TypeError("only a SQLite file is served without an AsyncEngine")
+
+    @classmethod
+    def for_config(cls, config: StorageConfig) -> SqlStore:
+        """The store of a configuration; nothing is connected yet. StorageUnavailable when a SQLite file's
+        directory cannot be created or the file cannot be opened."""
+        url = make_url(config.database_url.get_secret_value())
+        if config.backend == "sqlite" and sqlite_path(url) is not None:
+            prepare_sqlite_file(url)
+            return cls(url=url, sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms)
+        return cls(create_engine(config), sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The AsyncEngine over the same database (on a SQLite file, made on first use)."""
+        if self._engine is None:
+            self._engine = sqlite_async_engine(self._url, self._busy_timeout_ms)
+        return self._engine
 
     @property
     def sync_engines(self) -> list[Engine]:
-        """Every synchronous engine statements go through (for event listeners): the async engine's, and the
-        SQLite writer's."""
-        engines = [self.engine.sync_engine]
+        """Every synchronous engine statements go through (for event listeners): the SQLite threads' engines, and
+        the async engine's when there is one."""
+        engines = [] if self._engine is None else [self._engine.sync_engine]
         if self._threads is not None:
             engines += [self._threads.writer, self._threads.reader]
         return engines
@@ -92,21 +126,23 @@ class SqlStore:
     @property
     def backend(self) -> Backend:
         """ "sqlite" or "postgresql"."""
-        return "sqlite" if self.engine.dialect.name == "sqlite" else "postgresql"
+        return "sqlite" if self._url.get_backend_name() == "sqlite" else "postgresql"
 
     async def ping(self) -> float:
         """Round trip of `SELECT 1`, in seconds; StorageUnavailable when the database does not answer."""
         try:
+            if self._threads is not None:
+                return await self._threads.read(_timed_select_one)
             async with self.engine.connect() as connection:
                 started = time.perf_counter()
                 await connection.execute(text("SELECT 1"))
                 return time.perf_counter() - started
-        except (SQLAlchemyError, OSError) as exc:
-            raise unavailable(self.engine.url, exc) from exc
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            raise unavailable(self._url, exc) from exc
 
     async def migration_status(self) -> MigrationStatus:
         """The database's revision against the migrations this code knows."""
-        return await migrate.status(self.engine)
+        return await migrate.status(self)
 
     async def count_tasks_by_state(self) -> dict[str, int]:
         """Number of tasks in each state, every state present (zero when none)."""
@@ -148,7 +184,8 @@ class SqlStore:
         """Close every pooled connection."""
         if self._threads is not None:
             await self._threads.close()
-        await self.engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
 
 
 async def open_store(config: StorageConfig, *, auto_migrate: bool) -> SqlStore:
@@ -157,11 +194,17 @@ async def open_store(config: StorageConfig, *, auto_migrate: bool) -> SqlStore:
     Raises StorageUnavailable when the database cannot be opened, DatabaseTooNew when a newer Baton migrated
     it, MigrationsPending when it is behind and `auto_migrate` is false.
     """
-    store = SqlStore(create_engine(config), sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms)
+    store = SqlStore.for_config(config)
     try:
         await store.ping()
-        await migrate.ensure_current(store.engine, auto_migrate)
+        await migrate.ensure_current(store, auto_migrate)
     except BaseException:
         await store.close()
         raise
     return store
+
+
+def _timed_select_one(connection: Connection) -> float:
+    started = time.perf_counter()
+    connection.exec_driver_sql("SELECT 1")
+    return time.perf_counter() - started

@@ -1,0 +1,31 @@
+"""`baton serve`, kept apart from the typer application so that starting the server loads no CLI code."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def serve() -> int:
+    """Load the configuration (one line per problem and exit code 2 when it is bad), then run the server until
+    SIGTERM or SIGINT; the exit code of the server."""
+    from baton.config import ConfigError, load_config
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    from baton.server.app import run
+
+    try:
+        return asyncio.run(run(config))
+    except OSError as exc:
+        print(
+            f"baton: cannot serve on {config.server.host}:{config.server.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return EXIT_FAILURE

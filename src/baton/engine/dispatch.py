@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from baton.config import EngineConfig
-from baton.domain.backoff import LEASE_EXPIRED, decide_lease_expiry, decide_retry
+from baton.domain.backoff import HANDED_BACK, LEASE_EXPIRED, decide_lease_expiry, decide_retry
 from baton.engine import dispatch_sql, outcomes
 from baton.engine.dispatch_sql import Lease
 from baton.engine.eager import Handoffs, WaitingPoll
@@ -40,6 +40,13 @@ __all__ = ["MAX_RESULT_BYTES", "Completion", "Dispatcher", "Failure", "Lease", "
 
 T = TypeVar("T")
 log = get_logger(__name__)
+
+
+def _every_namespace(_: str) -> bool:
+    """Visibility for the server's own outcomes: every namespace."""
+    return True
+
+
 #: Largest step result, encoded.
 MAX_RESULT_BYTES = 256 * 1024
 #: Longest sleep of the expiry sweeper.
@@ -91,6 +98,7 @@ class Dispatcher:
         self._seen: dict[tuple[str, str, tuple[str, ...]], float] = {}  # presence written (monotonic time)
         self._sweeper: asyncio.Task[None] | None = None
         self.handoffs = Handoffs()
+        self._hand_backs: set[asyncio.Task[list[Outcome]]] = set()
 
     # -- leases -------------------------------------------------------------------------------------------------
 
@@ -127,16 +135,19 @@ class Dispatcher:
         return []
 
     async def _wait(self, poll: WaitingPoll, waiter: asyncio.Task[bool], seconds: float) -> list[Lease]:
-        """Sleep until woken, handed leases by a creating transaction (eager dispatch), or `seconds` pass."""
+        """Sleep until woken, handed leases by a creating transaction (eager dispatch), or `seconds` pass.
+
+        Only `poll.handoff` is awaited (one loop turn from a hand-over to this call going on); the wake-up and the
+        timer resolve it with no leases unless a transaction holds the poll."""
         self.handoffs.wait(poll)
+        timer = asyncio.get_running_loop().call_later(seconds, poll.wake)
+        waiter.add_done_callback(poll.wake)
         try:
-            wakes: set[asyncio.Future[Any]] = {waiter, poll.handoff}
-            await asyncio.wait(wakes, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self.handoffs.leave(poll)
-        if poll.reserved:  # a creating transaction holds this poll: its answer comes when that transaction ends
             return await poll.handoff
-        return []
+        finally:
+            timer.cancel()
+            waiter.remove_done_callback(poll.wake)
+            self.handoffs.leave(poll)
 
     def claim_for(
         self, connection: Connection, reserved: Sequence[WaitingPoll], now: datetime, new_tasks: frozenset[str]
@@ -162,14 +173,36 @@ class Dispatcher:
     def handed(
         self, reserved: Sequence[WaitingPoll], given: dict[WaitingPoll, list[Lease]], touched: Sequence[Touched]
     ) -> None:
-        """After the creating transaction: answer the reserved polls and account for their leases."""
+        """After the creating transaction: answer the reserved polls and account for their leases. Leases claimed
+        for a poll whose caller went away meanwhile are handed back at once (READY again, the attempt refunded)."""
         Handoffs.hand_over(reserved, given)
         for poll, leases in given.items():
+            if poll.gone and leases:
+                self._hand_back(poll.worker_id, leases)
             self._leased(poll.namespace, leases, touched[0].now if touched else datetime.now(UTC))
             if leases:
                 EAGER_LEASES.labels(poll.namespace).inc(len(leases))
         for each in touched:
             each.announce(self._notifier)
+
+    def _hand_back(self, worker_id: str, leases: Sequence[Lease]) -> None:
+        failures = [
+            Failure(
+                LeaseRef(lease.step_id, lease.fencing_token),
+                error_type=HANDED_BACK,
+                message="the polling worker went away before its lease reached it",
+                retryable=True,
+            )
+            for lease in leases
+        ]
+        task = asyncio.create_task(self.fail(worker_id, failures, _every_namespace), name="baton-hand-back")
+        self._hand_backs.add(task)
+        task.add_done_callback(self._handed_back)
+
+    def _handed_back(self, task: asyncio.Task[list[Outcome]]) -> None:
+        self._hand_backs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("lease.hand_back_failed", error=repr(task.exception()))
 
     def _closed(self) -> bool:
         return self._notifier.closed
@@ -318,7 +351,9 @@ class Dispatcher:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="baton-lease-sweeper")
 
     async def stop(self) -> None:
-        """Stop the sweeper."""
+        """Finish the hand-backs under way, then stop the sweeper."""
+        if self._hand_backs:
+            await asyncio.gather(*self._hand_backs, return_exceptions=True)
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None:
             sweeper.cancel()

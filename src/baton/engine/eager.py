@@ -7,6 +7,11 @@ and fencing tokens); after the commit each reserved poll is answered with its le
 gets its step one transaction and no wake-up after the task was created. A reserved poll that got nothing (another
 handler's step, or a full batch) is answered with no leases and simply looks again. Polls are reserved oldest
 first, each by one transaction at a time. SQLite only (see TaskEngine._write).
+
+A waiting poll awaits its `handoff` future and nothing else: wake-ups and the end of its wait resolve that future
+too (with no leases). So leases handed over reach the worker's call one loop turn after the commit, ahead of the
+creating call's own answer. A poll whose caller went away (cancelled) while a transaction held it gets its leases
+handed back by the dispatcher (see Dispatcher.handed).
 """
 
 from __future__ import annotations
@@ -29,6 +34,17 @@ class WaitingPoll:
     handoff: asyncio.Future[list[Lease]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     reserved: bool = False
 
+    def wake(self, _: object = None) -> None:
+        """End the wait with no leases (a wake-up or the wait's end), unless a transaction holds the poll: then its
+        answer comes when that transaction ends."""
+        if not self.reserved and not self.handoff.done():
+            self.handoff.set_result([])
+
+    @property
+    def gone(self) -> bool:
+        """Whether the poll's caller stopped waiting (cancelled) before it was answered."""
+        return self.handoff.cancelled()
+
 
 class Handoffs:
     """The waiting polls of this process, by namespace, oldest first."""
@@ -47,6 +63,10 @@ class Handoffs:
             polls.remove(poll)
             if not polls:
                 del self._waiting[poll.namespace]
+
+    def waiting(self, namespace: str) -> int:
+        """How many polls of `namespace` wait unreserved."""
+        return len(self._waiting.get(namespace, ()))
 
     def reserve(self, namespace: str, handlers: Iterable[str]) -> list[WaitingPoll]:
         """Take the waiting polls of `namespace` that serve any of `handlers`, for one transaction."""

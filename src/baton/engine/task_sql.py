@@ -22,6 +22,8 @@ from baton.engine.task_filter import TaskFilter
 from baton.store.tables import step_dependencies, steps, task_events, task_tags, tasks
 
 _t = tasks.c
+#: Built once: building a statement (and its cache key) per call costs more than running it.
+INSERT_EVENTS = insert(task_events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ class EventLog:
     def flush(self, connection: Connection) -> None:
         """Insert the events (the caller updates `tasks.last_event_sequence`)."""
         if self.rows:
-            connection.execute(insert(task_events), self.rows)
+            connection.execute(INSERT_EVENTS, self.rows)
             self.rows.clear()
 
 

@@ -23,12 +23,19 @@ from baton.engine import task_sql
 from baton.engine.task_create import NewTask, new_task_rows
 from baton.engine.task_sql import EventLog, StepRecord, TaskRecord
 from baton.errors import AlreadyExists, ResourceRef
-from baton.store.tables import step_dependencies, steps, task_events, task_tags, tasks
+from baton.store.tables import step_dependencies, steps, task_tags, tasks
 
 #: ResourceInfo.resource_type of a task.
 TASK_RESOURCE_TYPE = "baton.v1.Task"
 #: ErrorInfo.reason of a request_id reused with another request body.
 REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+
+# Statements built once: building one (and its cache key) per call costs more than running it.
+_INSERT_TASKS = insert(tasks)
+_INSERT_TAGS = insert(task_tags)
+_INSERT_STEPS = insert(steps)
+_INSERT_DEPENDENCIES = insert(step_dependencies)
+_INSERT_EVENTS = task_sql.INSERT_EVENTS
 
 Rows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], EventLog]
 
@@ -87,16 +94,16 @@ def insert_tasks(connection: Connection, created: Sequence[Rows]) -> None:
     if not created:
         return
     connection.execute(
-        insert(tasks), [{**task, "last_event_sequence": events.last_sequence} for task, _, _, events in created]
+        _INSERT_TASKS, [{**task, "last_event_sequence": events.last_sequence} for task, _, _, events in created]
     )
     tags = [{"task_id": task["id"], "tag": tag} for task, _, _, _ in created for tag in task["tags"]]
     if tags:
-        connection.execute(insert(task_tags), tags)
-    connection.execute(insert(steps), [row for _, step_rows, _, _ in created for row in step_rows])
+        connection.execute(_INSERT_TAGS, tags)
+    connection.execute(_INSERT_STEPS, [row for _, step_rows, _, _ in created for row in step_rows])
     dependencies = [row for _, _, links, _ in created for row in links]
     if dependencies:
-        connection.execute(insert(step_dependencies), dependencies)
-    connection.execute(insert(task_events), [row for _, _, _, events in created for row in events.rows])
+        connection.execute(_INSERT_DEPENDENCIES, dependencies)
+    connection.execute(_INSERT_EVENTS, [row for _, _, _, events in created for row in events.rows])
     for _, _, _, events in created:
         events.rows.clear()
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.states import StepState, TaskState, derive_task_state, transition_task
 from baton.engine.metrics import TASKS_FINISHED
 from baton.engine.notify import Notifier
-from baton.engine.task_sql import EventLog
-from baton.store.tables import step_dependencies, steps, task_events, tasks
+from baton.engine.task_sql import INSERT_EVENTS, EventLog
+from baton.store.tables import step_dependencies, steps, tasks
 
 _S = steps.c
 _T = tasks.c
@@ -79,7 +79,7 @@ _MAKE_READY = (
     )
 )
 _STEP_STATES = select(_S.task_id, _S.state).where(_S.task_id.in_(bindparam("task_ids", expanding=True)))
-_INSERT_EVENTS = insert(task_events)
+_INSERT_EVENTS = INSERT_EVENTS
 _SETTLE_TASK = (
     update(tasks)
     .where(_T.id == bindparam("task_id"))

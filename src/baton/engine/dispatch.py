@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from baton.config import EngineConfig
 from baton.domain.backoff import HANDED_BACK, LEASE_EXPIRED, decide_lease_expiry, decide_retry
+from baton.domain.states import StepState
 from baton.engine import dispatch_sql, outcomes
 from baton.engine.dispatch_sql import Lease
 from baton.engine.eager import Handoffs, WaitingPoll
@@ -32,6 +33,7 @@ from baton.engine.handlers import handler_defaults
 from baton.engine.metrics import EAGER_LEASES, polling
 from baton.engine.notify import Notifier
 from baton.engine.outcomes import INVALID_ARGUMENT, LeaseRef, Outcome, Visible
+from baton.engine.task_sql import EventLog
 from baton.engine.touched import Touched
 from baton.observability.logging import get_logger
 from baton.store import SqlStore
@@ -39,6 +41,9 @@ from baton.store import SqlStore
 __all__ = ["MAX_RESULT_BYTES", "Completion", "Dispatcher", "Failure", "Lease", "LeaseRef", "Outcome"]
 
 T = TypeVar("T")
+if TYPE_CHECKING:
+    from baton.engine.task_write import Rows
+
 log = get_logger(__name__)
 
 
@@ -148,6 +153,51 @@ class Dispatcher:
             timer.cancel()
             waiter.remove_done_callback(poll.wake)
             self.handoffs.leave(poll)
+
+    def lease_new(
+        self, connection: Connection, reserved: Sequence[WaitingPoll], created: Sequence[Rows], now: datetime
+    ) -> tuple[dict[WaitingPoll, list[Lease]], list[WaitingPoll]]:
+        """Inside a creating transaction, before its rows are inserted: lease the new READY steps to the reserved
+        polls by writing them RUNNING in the first place (no claim, no read-back, no second update of the task).
+
+        A poll gets its steps this way only when no older READY step of its handlers is waiting (the usual case,
+        or it would not have been waiting): else it is returned, for `claim_for` after the insert, which takes the
+        highest priority and the longest ready first, as its own poll would. Polls are served oldest first, new
+        steps highest priority first."""
+        candidates = sorted(
+            (
+                (step, task, events)
+                for task, step_rows, _, events in created
+                for step in step_rows
+                if step["state"] == StepState.READY.value
+            ),
+            key=lambda candidate: (-candidate[0]["priority"], candidate[0]["id"]),
+        )
+        given: dict[WaitingPoll, list[Lease]] = {}
+        rest: list[WaitingPoll] = []
+        started: dict[str, tuple[dict[str, Any], EventLog]] = {}
+        for poll in reserved:
+            if dispatch_sql.has_backlog(connection, poll.namespace, poll.handlers, now):
+                rest.append(poll)
+                continue
+            leases: list[Lease] = []
+            for step, task, events in candidates:
+                if len(leases) >= poll.max_steps:
+                    break
+                if (
+                    step["state"] != StepState.READY.value
+                    or step["namespace"] != poll.namespace
+                    or step["step_handler"] not in poll.handlers
+                ):
+                    continue
+                leases.append(
+                    dispatch_sql.lease_new_step(step, task, events, poll.worker_id, now, self._defaults.lease_timeout)
+                )
+                started[task["id"]] = (task, events)
+            given[poll] = leases
+        for task, events in started.values():
+            dispatch_sql.start_new_task(task, events)
+        return given, rest
 
     def claim_for(
         self, connection: Connection, reserved: Sequence[WaitingPoll], now: datetime, new_tasks: frozenset[str]

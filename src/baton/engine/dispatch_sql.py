@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Row, Update, bindparam, func, select, update
+from sqlalchemy import Integer, Row, Select, Update, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from baton.domain.states import StepState
+from baton.domain.states import StepState, TaskState
 from baton.engine.outcomes import lease_timeout
+from baton.engine.task_sql import EventLog
 from baton.engine.touched import Touched
 from baton.store.tables import step_dependencies, steps, workers
 
@@ -66,14 +67,14 @@ def claim(
     connection, now = touched.connection, touched.now
     parameters = {
         "in_namespace": namespace,
-        "in_step_handlers": list(step_handlers),
+        **_handler_parameters(step_handlers),
         "due": now,
         "limit": limit,
         "leased_to": touched.actor,
         "started_at": now,
         "default_expiry": now + timedelta(seconds=default_timeout),
     }
-    claimed = connection.execute(_claim_statement(backend), parameters).all()
+    claimed = connection.execute(_claim_statement(backend, len(step_handlers)), parameters).all()
     if not claimed:
         return []
     # The claim set every lease to expire after the default timeout; steps with a timeout of their own are fixed up.
@@ -115,15 +116,92 @@ def claim(
     return leases
 
 
+def has_backlog(connection: Connection, namespace: str, step_handlers: Sequence[str], now: datetime) -> bool:
+    """Whether any step of these handlers is READY and due: steps older than a transaction's own new ones."""
+    parameters = {"in_namespace": namespace, **_handler_parameters(step_handlers), "due": now}
+    return connection.execute(_backlog_statement(len(step_handlers)), parameters).first() is not None
+
+
+def lease_new_step(
+    step: dict[str, Any], task: dict[str, Any], events: EventLog, worker_id: str, now: datetime, default_timeout: float
+) -> Lease:
+    """Lease a READY step of a task not inserted yet by writing its row RUNNING in the first place: the row and
+    the events become what `claim` would make of them after the insert (attempt 1, fencing token 1)."""
+    timeout = (
+        float(step["lease_timeout_seconds"])
+        if step["lease_timeout_seconds"] and step["lease_timeout_seconds"] > 0
+        else default_timeout
+    )
+    expire = now + timedelta(seconds=timeout)
+    step.update(
+        state=StepState.RUNNING.value,
+        attempts=step["attempts"] + 1,
+        fencing_token=step["fencing_token"] + 1,
+        worker_id=worker_id,
+        start_time=now,
+        lease_expire_time=expire,
+    )
+    events.step(step["name"], StepState.READY, StepState.RUNNING, step["attempts"], f"leased to {worker_id}")
+    return Lease(
+        step_id=step["id"],
+        fencing_token=step["fencing_token"],
+        task_id=task["id"],
+        step_name=step["name"],
+        step_handler=step["step_handler"],
+        namespace=step["namespace"],
+        handler_name=task["handler_name"],
+        handler_version=task["handler_version"],
+        attempt=step["attempts"],
+        max_attempts=step["max_attempts"],
+        context=dict(task["context"] or {}),
+        dependency_results={},
+        lease_expire_time=expire,
+        lease_timeout=timeout,
+        correlation_id=task["correlation_id"],
+        request_id=task["request_id"] or "",
+        trace_context=dict(task["trace_context"] or {}),
+        schedule_time=step["ready_time"],
+        priority=step["priority"],
+    )
+
+
+def start_new_task(task: dict[str, Any], events: EventLog) -> None:
+    """A task not inserted yet whose steps were just leased is RUNNING, as settling the claim would make it."""
+    if task["state"] == TaskState.PENDING.value:
+        task["state"] = TaskState.RUNNING.value
+        events.task(TaskState.PENDING, TaskState.RUNNING, "a step started")
+
+
 @cache
-def _claim_statement(backend: str) -> Update:
-    """The claim batch, built once per backend, its values bound at execution."""
+def _backlog_statement(handler_count: int) -> Select[tuple[str]]:
+    return (
+        select(_S.id)
+        .where(
+            _S.namespace == bindparam("in_namespace"),
+            _S.step_handler.in_([bindparam(f"step_handler_{i}") for i in range(handler_count)]),
+            _S.state == StepState.READY.value,
+            _S.next_attempt_at <= bindparam("due"),
+        )
+        .limit(1)
+    )
+
+
+def _handler_parameters(step_handlers: Sequence[str]) -> dict[str, str]:
+    return {f"step_handler_{i}": handler for i, handler in enumerate(step_handlers)}
+
+
+@cache
+def _claim_statement(backend: str, handler_count: int) -> Update:
+    """The claim batch, built once per backend and number of step handlers, its values bound at execution.
+
+    One bound parameter per step handler rather than an expanding IN: SQLAlchemy renders an expanding parameter
+    into the SQL text at every execution, which cost more than the rest of the claim."""
     candidate = steps.alias("candidate")
     pick = (
         select(candidate.c.id)
         .where(
             candidate.c.namespace == bindparam("in_namespace"),
-            candidate.c.step_handler.in_(bindparam("in_step_handlers", expanding=True)),
+            candidate.c.step_handler.in_([bindparam(f"step_handler_{i}") for i in range(handler_count)]),
             candidate.c.state == StepState.READY.value,
             candidate.c.next_attempt_at <= bindparam("due"),
         )

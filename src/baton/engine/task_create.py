@@ -132,6 +132,13 @@ def new_task_rows(
                 "remaining_dependencies": len(step.depends_on),
                 "ready_time": now if ready else None,
                 "next_attempt_at": now if ready else None,
+                # The lease columns, as the table defaults them: eager dispatch may lease the step before it is
+                # inserted (Dispatcher.lease_new), and every row of one insert has the same columns.
+                "attempts": 0,
+                "fencing_token": 0,
+                "worker_id": None,
+                "start_time": None,
+                "lease_expire_time": None,
             }
         )
         dependencies += [

@@ -8,7 +8,7 @@ without it (group-committed CreateTask calls) each request gets its own answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,9 +50,17 @@ class Prepared:
 
 
 def write_tasks(
-    connection: Connection, batch: Sequence[Prepared], now: datetime, *, all_or_nothing: bool
+    connection: Connection,
+    batch: Sequence[Prepared],
+    now: datetime,
+    *,
+    all_or_nothing: bool,
+    before_insert: Callable[[Sequence[Rows]], None] | None = None,
 ) -> list[TaskRecord | Exception]:
-    """Create the batch's tasks (or find those created before by request_id); one answer per request."""
+    """Create the batch's tasks (or find those created before by request_id); one answer per request.
+
+    `before_insert` sees the new rows before they are written and may change them (eager dispatch leases steps
+    there); the answers describe the tasks as created, before that."""
     answers: list[TaskRecord | Exception | None] = []
     created: list[tuple[int, Rows, HandlerDefinition]] = []
     first_of: dict[tuple[str, str, str], tuple[int, str]] = {}
@@ -79,9 +87,13 @@ def write_tasks(
                 continue
         created.append((index, new_task_rows(entry, prepared.definition, prepared.digest, now), prepared.definition))
         answers.append(None)
-    insert_tasks(connection, [rows for _, rows, _ in created])
-    for index, rows, definition in created:
-        answers[index] = task_record(rows, definition)
+    records = [(index, task_record(rows, definition)) for index, rows, definition in created]
+    new_rows = [rows for _, rows, _ in created]
+    if before_insert is not None and new_rows:
+        before_insert(new_rows)
+    insert_tasks(connection, new_rows)
+    for index, record in records:
+        answers[index] = record
     for index, first in aliases:
         answers[index] = answers[first]
     return [answer if answer is not None else LookupError("unanswered") for answer in answers]

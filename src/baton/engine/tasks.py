@@ -35,7 +35,7 @@ from baton.engine.notify import Notifier
 from baton.engine.task_create import NewTask, task_violations
 from baton.engine.task_filter import parse_filter
 from baton.engine.task_sql import EventLog, TaskRecord
-from baton.engine.task_write import REQUEST_ID_REUSED, TASK_RESOURCE_TYPE, Prepared, write_tasks
+from baton.engine.task_write import REQUEST_ID_REUSED, TASK_RESOURCE_TYPE, Prepared, Rows, write_tasks
 from baton.engine.touched import Touched
 from baton.errors import (
     Aborted,
@@ -186,12 +186,21 @@ class TaskEngine:
         reserved = [] if eager is None else _reserve(eager.handoffs, batch)
 
         def write(connection: Connection) -> Written:
-            answers = write_tasks(connection, batch, now, all_or_nothing=all_or_nothing)
             if eager is None or not reserved:
-                return answers, {}, []
+                return write_tasks(connection, batch, now, all_or_nothing=all_or_nothing), {}, []
+            leased: dict[WaitingPoll, list[Lease]] = {}
+            rest = list(reserved)
+
+            def lease_new(created: Sequence[Rows]) -> None:
+                nonlocal leased, rest
+                leased, rest = eager.lease_new(connection, reserved, created, now)
+
+            answers = write_tasks(connection, batch, now, all_or_nothing=all_or_nothing, before_insert=lease_new)
+            if not rest:
+                return answers, leased, []
             created = frozenset(a.id for a in answers if isinstance(a, TaskRecord) and a.create_time == now)
-            given, touched = eager.claim_for(connection, reserved, now, created)
-            return answers, given, touched
+            given, touched = eager.claim_for(connection, rest, now, created)
+            return answers, {**leased, **given}, touched
 
         written: Written = ([], {}, [])
         try:

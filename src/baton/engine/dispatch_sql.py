@@ -8,7 +8,7 @@ a Connection, to run inside `SqlStore.run_in_transaction`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from baton.domain.states import StepState, TaskState
-from baton.engine.outcomes import lease_timeout
+from baton.engine.outcomes import lease_seconds, lease_timeout
 from baton.engine.task_sql import EventLog
 from baton.engine.touched import Touched
 from baton.store.tables import step_dependencies, steps, workers
@@ -89,29 +89,8 @@ def claim(
     for row in sorted(claimed, key=lambda r: (-r.priority, r.ready_time or now, r.id)):
         task, events = touched.task(row.task_id)
         events.step(row.name, StepState.READY, StepState.RUNNING, row.attempts, f"leased to {touched.actor}")
-        leases.append(
-            Lease(
-                step_id=row.id,
-                fencing_token=row.fencing_token,
-                task_id=row.task_id,
-                step_name=row.name,
-                step_handler=row.step_handler,
-                namespace=row.namespace,
-                handler_name=task.handler_name,
-                handler_version=task.handler_version,
-                attempt=row.attempts,
-                max_attempts=row.max_attempts,
-                context=dict(task.context or {}),
-                dependency_results=results.get(row.id, {}),
-                lease_expire_time=expiry[row.id],
-                lease_timeout=lease_timeout(row, default_timeout),
-                correlation_id=task.correlation_id,
-                request_id=task.request_id or "",
-                trace_context=dict(task.trace_context or {}),
-                schedule_time=row.ready_time,
-                priority=row.priority,
-            )
-        )
+        timeout = lease_timeout(row, default_timeout)
+        leases.append(_lease(row._mapping, task._mapping, expiry[row.id], timeout, results.get(row.id, {})))
     touched.settle("a step started", only_claims=True)
     return leases
 
@@ -127,11 +106,7 @@ def lease_new_step(
 ) -> Lease:
     """Lease a READY step of a task not inserted yet by writing its row RUNNING in the first place: the row and
     the events become what `claim` would make of them after the insert (attempt 1, fencing token 1)."""
-    timeout = (
-        float(step["lease_timeout_seconds"])
-        if step["lease_timeout_seconds"] and step["lease_timeout_seconds"] > 0
-        else default_timeout
-    )
+    timeout = lease_seconds(step["lease_timeout_seconds"], default_timeout)
     expire = now + timedelta(seconds=timeout)
     step.update(
         state=StepState.RUNNING.value,
@@ -142,10 +117,21 @@ def lease_new_step(
         lease_expire_time=expire,
     )
     events.step(step["name"], StepState.READY, StepState.RUNNING, step["attempts"], f"leased to {worker_id}")
+    return _lease(step, task, expire, timeout, {})
+
+
+def _lease(
+    step: Mapping[Any, Any],
+    task: Mapping[Any, Any],
+    expire: datetime,
+    timeout: float,
+    dependency_results: dict[str, dict[str, Any]],
+) -> Lease:
+    """The lease of a step row just made RUNNING, with what the worker needs from its task's row."""
     return Lease(
         step_id=step["id"],
         fencing_token=step["fencing_token"],
-        task_id=task["id"],
+        task_id=step["task_id"],
         step_name=step["name"],
         step_handler=step["step_handler"],
         namespace=step["namespace"],
@@ -154,7 +140,7 @@ def lease_new_step(
         attempt=step["attempts"],
         max_attempts=step["max_attempts"],
         context=dict(task["context"] or {}),
-        dependency_results={},
+        dependency_results=dependency_results,
         lease_expire_time=expire,
         lease_timeout=timeout,
         correlation_id=task["correlation_id"],

@@ -180,11 +180,12 @@ def retry_policy(row: Row[Any], defaults: RetryDefaults) -> RetryPolicy:
 
 def lease_timeout(row: Row[Any], default_timeout: float) -> float:
     """The step's lease timeout in seconds (the server default when the row has none)."""
-    return (
-        float(row.lease_timeout_seconds)
-        if row.lease_timeout_seconds and row.lease_timeout_seconds > 0
-        else default_timeout
-    )
+    return lease_seconds(row.lease_timeout_seconds, default_timeout)
+
+
+def lease_seconds(own: float | None, default_timeout: float) -> float:
+    """A step's own lease timeout in seconds, or the server default when it has none (None or 0)."""
+    return float(own) if own and own > 0 else default_timeout
 
 
 def _run_seconds(row: Row[Any], now: datetime) -> float | None:

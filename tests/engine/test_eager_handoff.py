@@ -4,11 +4,13 @@ while a transaction holds it."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from baton.config import EngineConfig, StorageConfig
 from baton.domain.handlers import HandlerDefinition, StepDefinition
@@ -105,3 +107,40 @@ async def test_leases_claimed_for_a_poll_that_went_away_are_handed_back(
 
     again = await dispatch.poll("billing", [HANDLER], "w2", 1, 5.0)
     assert [(lease.task_id, lease.attempt) for lease in again] == [(task.id, 1)]
+
+
+async def test_leases_claimed_for_a_poll_cancelled_during_its_claim_are_handed_back(
+    store: SqlStore, engines: tuple[TaskEngine, Dispatcher]
+) -> None:
+    tasks, dispatch = engines
+    task = await tasks.create(NewTask(namespace="billing", handler_name="eager", creator="alice"))  # READY, no poll
+    claiming, release = threading.Event(), threading.Event()
+
+    def hold_the_claim(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE steps SET state") and not claiming.is_set():  # the claim, in its transaction
+            claiming.set()
+            release.wait(10)
+
+    # Listeners are removed only at the end: removing one while the writer thread runs it would fail the claim.
+    for engine in store.sync_engines:
+        event.listen(engine, "before_cursor_execute", hold_the_claim)
+    try:
+        poll = asyncio.create_task(dispatch.poll("billing", [HANDLER], "gone", 1, 5.0))
+        assert await asyncio.to_thread(claiming.wait, 10), "the poll never claimed"
+        poll.cancel()  # the worker goes away while its claim transaction runs
+        with pytest.raises(asyncio.CancelledError):
+            await poll
+        release.set()
+        for _ in range(200):  # the claim commits, then its lease is handed back
+            await asyncio.sleep(0.01)
+            if await step_row(store, task.id) == ("READY", 0):
+                break
+        await dispatch.stop()
+
+        assert await step_row(store, task.id) == ("READY", 0), "the step is READY again and the attempt refunded"
+        again = await dispatch.poll("billing", [HANDLER], "w2", 1, 5.0)
+        assert [(lease.task_id, lease.attempt) for lease in again] == [(task.id, 1)]
+    finally:
+        release.set()
+        for engine in store.sync_engines:
+            event.remove(engine, "before_cursor_execute", hold_the_claim)

@@ -249,6 +249,16 @@ class Dispatcher:
         self._hand_backs.add(task)
         task.add_done_callback(self._handed_back)
 
+    def _claimed_for_nobody(
+        self, worker_id: str, claiming: asyncio.Future[tuple[list[Lease], datetime | None, Touched]]
+    ) -> None:
+        if claiming.cancelled() or claiming.exception() is not None:
+            return
+        leases, _, touched = claiming.result()
+        if leases:
+            touched.announce(self._notifier)
+            self._hand_back(worker_id, leases)
+
     def _handed_back(self, task: asyncio.Task[list[Outcome]]) -> None:
         self._hand_backs.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -276,7 +286,13 @@ class Dispatcher:
             soonest = None if leases else dispatch_sql.soonest_attempt(connection, namespace, handlers, now)
             return leases, soonest, touched
 
-        leases, soonest, touched = await self._write(write)
+        claiming = asyncio.ensure_future(self._write(write))
+        try:
+            leases, soonest, touched = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # The caller went away while its claim ran (a transaction runs to its end): what it leased goes back.
+            claiming.add_done_callback(partial(self._claimed_for_nobody, worker_id))
+            raise
         if record_presence:
             if len(self._seen) >= MAX_PRESENCES:
                 self._seen.clear()

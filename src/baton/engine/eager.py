@@ -12,6 +12,9 @@ A waiting poll awaits its `handoff` future and nothing else: wake-ups and the en
 too (with no leases). So leases handed over reach the worker's call one loop turn after the commit, ahead of the
 creating call's own answer. A poll whose caller went away (cancelled) while a transaction held it gets its leases
 handed back by the dispatcher (see Dispatcher.handed).
+
+When no older READY step of a reserved poll's handlers waits, the transaction does not claim at all: it inserts
+the new steps already leased (Dispatcher.lease_new).
 """
 
 from __future__ import annotations

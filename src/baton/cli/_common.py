@@ -7,18 +7,32 @@ from typing import NoReturn
 
 import typer
 
+from baton.cli._exit import (
+    EXIT_AUTH,
+    EXIT_CONFLICT,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_TASK_FAILED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
 from baton.config import Config, ConfigError, load_config
 
-#: Exit codes that mean something to scripts (the README has the table; `_client_cli.exit_code` maps errors).
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
-EXIT_NOT_FOUND = 4
-EXIT_AUTH = 5
-EXIT_CONFLICT = 6
-EXIT_TASK_FAILED = 7
-EXIT_INTERRUPTED = 130
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_CONFLICT",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_TASK_FAILED",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "config_or_exit",
+    "fail",
+]
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:

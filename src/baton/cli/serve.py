@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from baton.cli._exit import EXIT_FAILURE, EXIT_USAGE
 
 
 def serve() -> int:

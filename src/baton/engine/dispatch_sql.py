@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Integer, Row, Select, Update, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from baton.domain.states import StepState, TaskState
 from baton.engine.outcomes import lease_seconds, lease_timeout
@@ -158,17 +159,16 @@ def start_new_task(task: dict[str, Any], events: EventLog) -> None:
         events.task(TaskState.PENDING, TaskState.RUNNING, "a step started")
 
 
-@cache
-def _backlog_statement(handler_count: int) -> Select[tuple[str]]:
+def _ready_and_due(columns: Any, handler_count: int) -> tuple[ColumnElement[bool], ...]:
+    """READY steps of the namespace and step handlers bound at execution (`_handler_parameters`), due by then.
+
+    One bound parameter per step handler rather than an expanding IN: SQLAlchemy renders an expanding parameter
+    into the SQL text at every execution, which cost more than the rest of a claim."""
     return (
-        select(_S.id)
-        .where(
-            _S.namespace == bindparam("in_namespace"),
-            _S.step_handler.in_([bindparam(f"step_handler_{i}") for i in range(handler_count)]),
-            _S.state == StepState.READY.value,
-            _S.next_attempt_at <= bindparam("due"),
-        )
-        .limit(1)
+        columns.namespace == bindparam("in_namespace"),
+        columns.step_handler.in_([bindparam(f"step_handler_{i}") for i in range(handler_count)]),
+        columns.state == StepState.READY.value,
+        columns.next_attempt_at <= bindparam("due"),
     )
 
 
@@ -177,20 +177,17 @@ def _handler_parameters(step_handlers: Sequence[str]) -> dict[str, str]:
 
 
 @cache
-def _claim_statement(backend: str, handler_count: int) -> Update:
-    """The claim batch, built once per backend and number of step handlers, its values bound at execution.
+def _backlog_statement(handler_count: int) -> Select[tuple[str]]:
+    return select(_S.id).where(*_ready_and_due(_S, handler_count)).limit(1)
 
-    One bound parameter per step handler rather than an expanding IN: SQLAlchemy renders an expanding parameter
-    into the SQL text at every execution, which cost more than the rest of the claim."""
+
+@cache
+def _claim_statement(backend: str, handler_count: int) -> Update:
+    """The claim batch, built once per backend and number of step handlers, its values bound at execution."""
     candidate = steps.alias("candidate")
     pick = (
         select(candidate.c.id)
-        .where(
-            candidate.c.namespace == bindparam("in_namespace"),
-            candidate.c.step_handler.in_([bindparam(f"step_handler_{i}") for i in range(handler_count)]),
-            candidate.c.state == StepState.READY.value,
-            candidate.c.next_attempt_at <= bindparam("due"),
-        )
+        .where(*_ready_and_due(candidate.c, handler_count))
         .order_by(candidate.c.priority.desc(), candidate.c.ready_time, candidate.c.id)
         .limit(bindparam("limit", type_=Integer))
     )

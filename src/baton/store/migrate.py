@@ -115,9 +115,14 @@ def _status(connection: Connection) -> MigrationStatus:
     return MigrationStatus(current, head, pending, is_current=not pending, is_newer=False)
 
 
-def _check_not_newer(connection: Connection) -> MigrationStatus:
+def _lock_for_migration(connection: Connection) -> None:
+    """On PostgreSQL, wait for any other replica migrating the same database (released at the transaction's end)."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+
+
+def _check_not_newer(connection: Connection) -> MigrationStatus:
+    _lock_for_migration(connection)
     status = _status(connection)
     if status.is_newer:
         assert status.current is not None
@@ -192,8 +197,7 @@ def _create_if_empty(connection: Connection) -> bool:
     """
     from baton.store import tables
 
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+    _lock_for_migration(connection)
     if inspect(connection).get_table_names():
         return False
     tables.metadata.create_all(connection)

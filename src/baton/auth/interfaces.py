@@ -12,6 +12,11 @@ from baton.auth.principal import Principal
 class Authenticator(Protocol):
     """Decides who a caller is from its request metadata."""
 
+    def cached(self, metadata: Mapping[str, str]) -> Principal | None:
+        """The principal for an API key verified within the cache period, without an await or the database;
+        None when `authenticate` must decide (no key, another kind of credential, a cache miss)."""
+        ...
+
     async def authenticate(self, metadata: Mapping[str, str]) -> Principal | None:
         """The principal for `x-api-key` or `authorization: Bearer` metadata; None when no credentials were
         sent; raises baton.errors.Unauthenticated for credentials that are invalid, expired, revoked or belong

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any, TextIO
 
 if "structlog" not in sys.modules and "rich" not in sys.modules:
@@ -77,22 +79,41 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 
 
 class BatchedWriter:
-    """A structlog output that writes rendered lines in batches: at most `interval` seconds after the first
-    unwritten line, or at once when `max_pending` lines wait. One write system call per batch instead of one per
-    line keeps the access log cheap under load; `flush()` runs at shutdown so no line is lost."""
+    """A structlog output that writes lines in batches: at most `interval` seconds after the first unwritten
+    line, or at once when `max_pending` lines wait. One write system call per batch instead of one per line keeps
+    the access log cheap under load; `flush()` runs at shutdown so no line is lost.
 
-    def __init__(self, stream: TextIO, interval: float = 0.1, max_pending: int = 512) -> None:
+    Besides rendered lines (`msg`), it takes events still to be rendered (`defer`): `render` turns them into lines
+    when the batch is written, so a call pays for a list append and the renderer runs once per batch, in a tight
+    loop, off the request's path."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        interval: float = 0.1,
+        max_pending: int = 512,
+        render: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
         self._stream = stream
         self._interval = interval
         self._max_pending = max_pending
-        self._lines: list[str] = []
+        self._render = render
+        self._lines: list[str | dict[str, Any]] = []
         self._timer: asyncio.TimerHandle | None = None
         _writers.add(self)
 
     def msg(self, message: str) -> None:
         """Queue one rendered line."""
-        self._lines.append(message)
-        if len(self._lines) >= self._max_pending:
+        self._queue(message)
+
+    def defer(self, event: dict[str, Any]) -> None:
+        """Queue one event, rendered when its batch is written."""
+        self._queue(event)
+
+    def _queue(self, entry: str | dict[str, Any]) -> None:
+        lines = self._lines
+        lines.append(entry)
+        if len(lines) >= self._max_pending:
             self.flush()
         elif self._timer is None:
             try:
@@ -110,10 +131,15 @@ class BatchedWriter:
             self._timer.cancel()
             self._timer = None
         if self._lines:
-            text = "\n".join(self._lines) + "\n"
-            self._lines.clear()
-            self._stream.write(text)
+            entries, self._lines = self._lines, []
+            render = self._render
+            lines = [entry if isinstance(entry, str) else _rendered(render, entry) for entry in entries]
+            self._stream.write("\n".join(lines) + "\n")
             self._stream.flush()
+
+
+def _rendered(render: Callable[[dict[str, Any]], str] | None, event: dict[str, Any]) -> str:
+    return render(event) if render is not None else repr(event)
 
 
 _writers: weakref.WeakSet[BatchedWriter] = weakref.WeakSet()
@@ -126,32 +152,50 @@ def flush_logs() -> None:
 
 
 class AccessLog:
-    """The one-line-per-RPC access log: structlog's timestamper and renderer applied directly to the event.
+    """The one-line-per-RPC access log: structlog's renderer applied directly to the event, once per batch.
 
     It runs on every call, so it skips the bound-logger machinery (context copies, level dispatch) and the
-    standard library (LogRecord, caller lookup, formatter), and batches its writes; the format and the level are
-    those given to configure_logging.
+    standard library (LogRecord, caller lookup, formatter): a call adds its fields and the time to a batch, and
+    the batch is rendered (structlog's JSON or console renderer, an ISO-8601 UTC timestamp) and written in one go.
+    The format and the level are those given to configure_logging.
     """
 
     def __init__(self, name: str = "baton.access") -> None:
         self.min_level: int = _access["level"]
         self._name = name
-        self._stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
-        self._render: Any = (
+        self._renderer: Any = (
             structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
             if _access["format"] == "console"
             else structlog.processors.JSONRenderer()
         )
-        self._out = BatchedWriter(_access["stream"] or sys.stderr)
+        self._out = BatchedWriter(_access["stream"] or sys.stderr, render=self._render)
 
     def write(self, level: int, event: str, fields: dict[str, Any]) -> None:
-        """Render and queue one line at `level` (dropped below the configured level)."""
+        """Queue one line at `level` (dropped below the configured level); `fields` is not used afterwards."""
         if level < self.min_level:
             return
         fields["event"] = event
         fields["level"] = _LEVEL_NAMES.get(level, "info")
         fields["logger"] = self._name
-        self._out.msg(self._render(None, "", self._stamp(None, "", fields)))
+        fields["timestamp"] = time.time()
+        self._out.defer(fields)
+
+    def _render(self, fields: dict[str, Any]) -> str:
+        fields["timestamp"] = iso_utc(fields["timestamp"])
+        line: str = self._renderer(None, "", fields)
+        return line
+
+
+_second: list[Any] = [None, ""]
+
+
+def iso_utc(seconds: float) -> str:
+    """`seconds` since the epoch as ISO 8601 in UTC with microseconds (`2026-11-22T08:58:29.977572Z`), as
+    structlog's TimeStamper(fmt="iso", utc=True) writes it; the date and time of day are formatted once a second."""
+    whole = int(seconds)
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{min(999_999, int((seconds - whole) * 1_000_000)):06d}Z"
 
 
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}

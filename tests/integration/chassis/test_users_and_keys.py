@@ -221,3 +221,19 @@ async def test_scoped_bindings_round_trip(server: RunningServer) -> None:
     user = await create_user(server, "svc-scoped", "developer@payments", "viewer")
     got = await users(server).GetUser(users_pb2.GetUserRequest(id=user.id), metadata=server.admin)
     assert list(got.role_bindings) == bindings("developer@payments", "viewer")
+
+
+async def test_who_am_i_follows_a_role_change_at_once(server: RunningServer) -> None:
+    account = await create_account(server, "changing-roles", "viewer")
+    before = await who_am_i(server, account.metadata)
+    assert "tasks.create" not in before.permissions
+    assert (await who_am_i(server, account.metadata)) == before  # answered again for the same principal
+    changed = users_pb2.User()
+    changed.CopyFrom(account.user)
+    del changed.role_bindings[:]
+    changed.role_bindings.extend(bindings("developer@payments"))
+    request = users_pb2.UpdateUserRequest(user=changed, update_mask=field_mask_pb2.FieldMask(paths=["role_bindings"]))
+    await users(server).UpdateUser(request, metadata=server.admin, timeout=10)
+    after = await who_am_i(server, account.metadata)
+    assert "tasks.create@payments" in after.permissions
+    assert [binding.namespace for binding in after.user.role_bindings] == ["payments"]

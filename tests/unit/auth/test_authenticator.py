@@ -384,3 +384,31 @@ async def test_from_config_caches_for_the_configured_time(
     assert await authenticator.authenticate({"x-api-key": key}) is not None
     now[0] = 5.1
     assert (await refused(authenticator, {"x-api-key": key})).reason == "API_KEY_REVOKED"
+
+
+async def test_cached_answers_only_for_a_key_verified_within_the_cache_period(
+    store: SqlStore, codec: TokenCodec, manager: AuthManager, robot: UserRecord, clock: Any
+) -> None:
+    now, wall = [1000.0], [time.time()]
+    authenticator = CachingAuthenticator(
+        store, codec, cache_seconds=30.0, clock=lambda: now[0], wall_clock=lambda: wall[0]
+    )
+    record, key = await manager.create_api_key(robot.id, "ci", expire_time=clock.now + timedelta(seconds=60))
+    assert authenticator.cached({"x-api-key": key}) is None  # never verified: authenticate() must decide
+    verified = await authenticator.authenticate({"x-api-key": key})
+    assert verified is not None
+    assert authenticator.cached({"x-api-key": key}) is verified
+    assert authenticator.cached({"x-api-key": key, "authorization": "Bearer x"}) is None  # both: refused later
+    assert authenticator.cached({"authorization": "Bearer x"}) is None
+    assert authenticator.cached({"x-api-key": key + "x"}) is None
+    assert authenticator.cached({}) is None
+    wall[0] += 5
+    authenticator.cached({"x-api-key": key})
+    assert authenticator.usage.drain()[record.id].timestamp() == pytest.approx(wall[0])  # last use still kept
+    now[0] += 31
+    assert authenticator.cached({"x-api-key": key}) is None  # the cache period is over: verified again
+    assert await authenticator.authenticate({"x-api-key": key}) is not None
+    wall[0] += 61
+    assert authenticator.cached({"x-api-key": key}) is None  # past the key's own expiry
+    authenticator.invalidate_key(record.id)
+    assert authenticator.cached({"x-api-key": key}) is None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
 from baton.observability.context import CURRENT_CALL
-from baton.observability.logging import configure_logging, get_logger
+from baton.observability.logging import AccessLog, configure_logging, flush_logs, get_logger, iso_utc
 
 
 def _fail_with_secret() -> None:
@@ -50,3 +52,38 @@ def test_json_lines_carry_the_call_context() -> None:
     assert lines[1]["event"] == "from the standard library"
     assert lines[1]["request_id"] == "req-1"
     assert lines[1]["level"] == "warning"
+
+
+def test_iso_utc_writes_what_structlog_s_timestamper_writes() -> None:
+    for seconds in (0.0, 1_700_000_000.5, 1_764_744_000.123456, 1_764_744_059.999999):
+        expected = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert iso_utc(seconds) == expected
+
+
+async def test_access_lines_are_rendered_when_their_batch_is_written() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    access = AccessLog("baton.access")
+    access.write(logging.INFO, "rpc", {"method": "/a/B", "code": "OK"})
+    access.write(logging.DEBUG, "rpc", {"method": "/a/Dropped"})  # below the configured level
+    access.write(logging.WARNING, "rpc", {"method": "/a/C", "code": "PERMISSION_DENIED"})
+    assert stream.getvalue() == ""  # queued, not yet rendered or written
+    flush_logs()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["method"], line["level"], line["logger"], line["event"]) for line in lines] == [
+        ("/a/B", "info", "baton.access", "rpc"),
+        ("/a/C", "warning", "baton.access", "rpc"),
+    ]
+    stamped = datetime.strptime(lines[0]["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - stamped).total_seconds()) < 60
+    assert list(lines[0]) == ["method", "code", "event", "level", "logger", "timestamp"]
+
+
+async def test_access_log_writes_after_its_interval() -> None:
+    stream = io.StringIO()
+    configure_logging("console", "info", stream=stream)
+    access = AccessLog("baton.access")
+    access.write(logging.INFO, "rpc", {"method": "/a/B", "code": "OK"})
+    await asyncio.sleep(0.3)  # the batch interval is 0.1 s
+    assert "/a/B" in stream.getvalue()
+    assert "rpc" in stream.getvalue()

@@ -13,6 +13,7 @@ import grpc
 from baton.observability.logging import AccessLog
 from baton.server.interceptors.base import Call
 
+_OK = grpc.StatusCode.OK
 #: go-grpc-middleware's DefaultServerCodeToLevel.
 _LEVELS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: logging.INFO,
@@ -54,13 +55,17 @@ class AccessLogConcern:
 
     def after(self, call: Call) -> None:
         """Log the call."""
-        level = level_for(call.code)
+        code = call.code
+        if code is _OK:  # without hashing the enum (a Python-level Enum.__hash__) or its `name` property
+            level, code_name = logging.INFO, "OK"
+        else:
+            level, code_name = level_for(code), code.name
         if level < self._min_level:
             return
         principal = call.principal
         fields = {
             "method": call.policy.full_method,
-            "code": call.code.name,
+            "code": code_name,
             "duration_ms": round(call.elapsed() * 1000, 3),
             "peer": call.peer,
             "principal": principal.id if principal is not None else None,
@@ -71,6 +76,6 @@ class AccessLogConcern:
         if context is not None and context.is_valid:
             fields["trace_id"] = format(context.trace_id, "032x")
             fields["span_id"] = format(context.span_id, "016x")
-        if call.code != grpc.StatusCode.OK and call.details:
+        if code is not _OK and call.details:
             fields["error"] = call.details
         self._log.write(level, "rpc", fields)

@@ -60,6 +60,10 @@ class AuthenticationConcern:
         """Authenticate the caller (public methods skip it)."""
         if call.policy.public:
             return None
+        principal = self._authenticator.cached(call.metadata)
+        if principal is not None:
+            call.principal = principal
+            return None
         return self._authenticate(call)
 
     async def _authenticate(self, call: Call) -> None:

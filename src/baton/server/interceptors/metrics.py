@@ -42,6 +42,7 @@ GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
 }
 
+_OK = grpc.StatusCode.OK
 _LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 #: prometheus-client's (and Go's prometheus.DefBuckets) default latency buckets, in seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -50,11 +51,12 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
 class MethodSeries:
     """The counts of one method."""
 
-    __slots__ = ("buckets", "handled", "labels", "received", "seconds_sum", "sent", "started")
+    __slots__ = ("buckets", "handled", "handled_ok", "labels", "received", "seconds_sum", "sent", "started")
 
     def __init__(self, policy: MethodPolicy) -> None:
         self.labels = [policy.kind.value, policy.service, policy.method]
         self.started = 0
+        self.handled_ok = 0  # apart from `handled`: a StatusCode is hashed by a Python-level Enum.__hash__
         self.handled = dict.fromkeys(GO_CODE_NAMES, 0)
         self.received = 0
         self.sent = 0
@@ -101,7 +103,8 @@ class ServerMetrics(Collector):
         for series in list(self.series.values()):
             started.add_metric(series.labels, series.started)
             for code, count in list(series.handled.items()):
-                handled.add_metric([*series.labels, GO_CODE_NAMES[code]], count)
+                total_count = count + series.handled_ok if code is _OK else count
+                handled.add_metric([*series.labels, GO_CODE_NAMES[code]], total_count)
             received.add_metric(series.labels, series.received)
             sent.add_metric(series.labels, series.sent)
             cumulative, total = [], 0
@@ -131,7 +134,11 @@ class MetricsConcern:
     def after(self, call: Call) -> None:
         """Count the outcome with its code, the latency and the messages."""
         series = self._metrics.series_for(call.policy)
-        series.handled[call.code] += 1
+        code = call.code
+        if code is _OK:
+            series.handled_ok += 1
+        else:
+            series.handled[code] += 1
         elapsed = call.elapsed()
         series.buckets[bisect.bisect_left(BUCKETS, elapsed)] += 1
         series.seconds_sum += elapsed

@@ -17,6 +17,7 @@ from baton.errors import RateLimited
 from baton.ratelimit import RateLimiter, Verdict, effective_limits
 from baton.server.interceptors.base import Call
 
+_MAX_PRINCIPALS = 10_000
 RATE_LIMITED = Counter("baton_rate_limited_calls", "Calls refused by the rate limiter.", ("grpc_service",))
 
 
@@ -38,6 +39,9 @@ class RateLimitConcern:
         self._config = config
         self._default = (config.rate_limit_rps, config.rate_limit_burst)
         self._by_bindings: dict[tuple[RoleBinding, ...], tuple[float, int]] = {}
+        # Per principal ID: its bindings (the entry holds while the principal's are the same object), its bucket
+        # key and limits, so a call hashes one string rather than a tuple of dataclasses and enums.
+        self._by_principal: dict[str, tuple[tuple[RoleBinding, ...], str, float, int]] = {}
         self._try_acquire = getattr(limiter, "try_acquire", None)
 
     def _limits(self, bindings: tuple[RoleBinding, ...]) -> tuple[float, int]:
@@ -51,8 +55,13 @@ class RateLimitConcern:
         """Spend the call's cost or raise RateLimited (without awaiting when the buckets are local)."""
         principal = call.principal
         if principal is not None:
-            key = f"principal:{principal.id}"
-            rate, burst = self._limits(principal.bindings)
+            known = self._by_principal.get(principal.id)
+            if known is None or known[0] is not principal.bindings:
+                known = (principal.bindings, f"principal:{principal.id}", *self._limits(principal.bindings))
+                if len(self._by_principal) >= _MAX_PRINCIPALS:
+                    self._by_principal.clear()
+                self._by_principal[principal.id] = known
+            _, key, rate, burst = known
         else:
             key = f"peer:{peer_host(call.context.peer() or '')}"
             rate, burst = self._default

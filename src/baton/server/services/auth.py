@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from baton.auth.manager import AuthManager, TokenGrant
+from baton.auth.principal import Principal
 from baton.errors import FieldViolation, InvalidArgument, Unauthenticated
 from baton.server.convert import timestamp
 from baton.server.interceptors.base import current_call
 from baton.server.services.users_convert import principal_to_proto, user_to_proto
 from baton.v1 import auth_pb2, auth_pb2_grpc
+
+_MAX_CACHED = 10_000
 
 
 def _call_facts() -> tuple[str, str]:
@@ -36,6 +39,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     def __init__(self, manager: AuthManager) -> None:
         self._manager = manager
+        # The answer for each cached Principal object (immutable, and replaced when its user changes): a caller
+        # polling WhoAmI with an API key gets the message built for it the first time.
+        self._who: dict[str, tuple[Principal, auth_pb2.WhoAmIResponse]] = {}
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Any) -> auth_pb2.LoginResponse:
         """Username and password for an access token and a refresh token."""
@@ -65,8 +71,15 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         if call is None or call.principal is None:  # the chain always authenticates this method
             raise Unauthenticated("no principal")
         principal = call.principal
-        return auth_pb2.WhoAmIResponse(
+        known = self._who.get(principal.id)
+        if known is not None and known[0] is principal:
+            return known[1]
+        response = auth_pb2.WhoAmIResponse(
             user=principal_to_proto(principal),
             auth_method=principal.auth_method,
             permissions=principal.permission_strings(),
         )
+        if len(self._who) >= _MAX_CACHED:
+            self._who.clear()
+        self._who[principal.id] = (principal, response)
+        return response

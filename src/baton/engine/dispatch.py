@@ -100,6 +100,7 @@ class Dispatcher:
         self._config = config
         self._defaults = handler_defaults(config)
         self._wake_sweeper = asyncio.Event()
+        self._sweep_at = 0.0  # when the sweeper looks next (seconds since the epoch); 0 while it is looking
         self._seen: dict[tuple[str, str, tuple[str, ...]], float] = {}  # presence written (monotonic time)
         self._sweeper: asyncio.Task[None] | None = None
         self.handoffs = Handoffs()
@@ -303,7 +304,9 @@ class Dispatcher:
         return leases, soonest
 
     def _leased(self, namespace: str, leases: Sequence[Lease], now: datetime) -> None:
-        if leases:
+        # The sweeper needs waking only for a lease that runs out before it next looks: under load leases are
+        # granted hundreds of times a second, and each wake-up costs it a read of the earliest expiry.
+        if leases and min(lease.lease_expire_time for lease in leases).timestamp() < self._sweep_at:
             self._wake_sweeper.set()
         for lease in leases:
             if lease.schedule_time is not None:
@@ -429,6 +432,7 @@ class Dispatcher:
     async def _sweep_forever(self) -> None:
         while True:
             self._wake_sweeper.clear()
+            self._sweep_at = 0.0  # a lease granted while it looks wakes it again at once
             wait = SWEEP_INTERVAL
             try:
                 soonest = await self._read(dispatch_sql.next_expiry)  # a read: an idle server writes nothing
@@ -440,6 +444,7 @@ class Dispatcher:
                     wait = min(wait, until + 0.001) if until > 0 else 0.05
             except Exception:  # a database hiccup must not stop the sweeper
                 log.exception("dispatch.sweep_failed")
+            self._sweep_at = time.time() + wait
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake_sweeper.wait()

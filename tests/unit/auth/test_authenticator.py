@@ -63,20 +63,6 @@ async def test_cached_api_key_does_not_touch_the_database(
     assert statements == []
 
 
-async def test_cached_api_key_costs_microseconds(
-    manager: AuthManager, authenticator: CachingAuthenticator, robot: UserRecord
-) -> None:
-    _, key = await manager.create_api_key(robot.id, "ci")
-    metadata = {"x-api-key": key}
-    await authenticator.authenticate(metadata)
-    rounds = 5000
-    started = time.perf_counter()
-    for _ in range(rounds):
-        await authenticator.authenticate(metadata)
-    per_call = (time.perf_counter() - started) / rounds
-    assert per_call < 50e-6, f"{per_call * 1e6:.1f} µs per cached call"
-
-
 async def test_revocation_is_effective_at_once_on_this_replica(
     manager: AuthManager, authenticator: CachingAuthenticator, robot: UserRecord
 ) -> None:

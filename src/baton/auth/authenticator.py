@@ -174,7 +174,11 @@ class CachingAuthenticator:
         api_key = metadata.get("x-api-key")
         if api_key is None or "authorization" in metadata:
             return None
-        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        return self._cached_key(hashlib.sha256(api_key.encode()).hexdigest())
+
+    def _cached_key(self, digest: str) -> Principal | None:
+        """The principal of the key with this digest when it was verified within `cache_seconds` and has not
+        expired since (its use recorded), else None."""
         entry = self._keys.get(digest)
         if entry is None or self._clock() - entry.cached_at >= self._ttl:
             return None
@@ -196,13 +200,9 @@ class CachingAuthenticator:
                 "send one credential: either x-api-key or authorization, not both", reason="CREDENTIALS_CONFLICT"
             )
         digest = hashlib.sha256(api_key.encode()).hexdigest()
-        entry = self._keys.get(digest)
-        if entry is not None and self._clock() - entry.cached_at < self._ttl:
-            now = self._wall_clock()
-            if entry.expires_at is None or now < entry.expires_at:
-                self._keys.move_to_end(digest)
-                self.usage.record(entry.key_id, now)
-                return entry.principal
+        principal = self._cached_key(digest)
+        if principal is not None:
+            return principal
         return await self._by_api_key(api_key, digest)
 
     async def _by_api_key(self, api_key: str, digest: str) -> Principal:

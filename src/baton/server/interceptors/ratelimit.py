@@ -38,18 +38,10 @@ class RateLimitConcern:
         self._limiter = limiter
         self._config = config
         self._default = (config.rate_limit_rps, config.rate_limit_burst)
-        self._by_bindings: dict[tuple[RoleBinding, ...], tuple[float, int]] = {}
         # Per principal ID: its bindings (the entry holds while the principal's are the same object), its bucket
         # key and limits, so a call hashes one string rather than a tuple of dataclasses and enums.
         self._by_principal: dict[str, tuple[tuple[RoleBinding, ...], str, float, int]] = {}
         self._try_acquire = getattr(limiter, "try_acquire", None)
-
-    def _limits(self, bindings: tuple[RoleBinding, ...]) -> tuple[float, int]:
-        limits = self._by_bindings.get(bindings)
-        if limits is None:
-            limits = effective_limits(self._config, {binding.role.value for binding in bindings})
-            self._by_bindings[bindings] = limits
-        return limits
 
     def before(self, call: Call) -> Awaitable[None] | None:
         """Spend the call's cost or raise RateLimited (without awaiting when the buckets are local)."""
@@ -57,7 +49,8 @@ class RateLimitConcern:
         if principal is not None:
             known = self._by_principal.get(principal.id)
             if known is None or known[0] is not principal.bindings:
-                known = (principal.bindings, f"principal:{principal.id}", *self._limits(principal.bindings))
+                roles = {binding.role.value for binding in principal.bindings}
+                known = (principal.bindings, f"principal:{principal.id}", *effective_limits(self._config, roles))
                 if len(self._by_principal) >= _MAX_PRINCIPALS:
                     self._by_principal.clear()
                 self._by_principal[principal.id] = known

@@ -23,6 +23,7 @@ from baton.domain.states import StepState, TaskState
 from baton.engine.outcomes import lease_seconds, lease_timeout
 from baton.engine.task_sql import EventLog
 from baton.engine.touched import Touched
+from baton.store.bulk import execute_many
 from baton.store.tables import step_dependencies, steps, workers
 
 _S = steps.c
@@ -82,7 +83,7 @@ def claim(
     expiry = {row.id: now + timedelta(seconds=lease_timeout(row, default_timeout)) for row in claimed}
     own = [{"step_id": step_id, "expire": at} for step_id, at in expiry.items() if at != parameters["default_expiry"]]
     if own:
-        connection.execute(_SET_EXPIRY, own)
+        execute_many(connection, _SET_EXPIRY, own)
     touched.load_tasks(row.task_id for row in claimed)
     with_dependencies = [row.id for row in claimed if row.task_id not in new_tasks]
     results = _dependency_results(connection, with_dependencies) if with_dependencies else {}

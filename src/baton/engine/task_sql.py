@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from baton.domain.dag import topological_order
 from baton.domain.states import StepState, TaskState
 from baton.engine.task_filter import TaskFilter
+from baton.store.bulk import execute_many
 from baton.store.tables import step_dependencies, steps, task_events, task_tags, tasks
 
 _t = tasks.c
@@ -107,7 +108,7 @@ class EventLog:
     def flush(self, connection: Connection) -> None:
         """Insert the events (the caller updates `tasks.last_event_sequence`)."""
         if self.rows:
-            connection.execute(INSERT_EVENTS, self.rows)
+            execute_many(connection, INSERT_EVENTS, self.rows)
             self.rows.clear()
 
 

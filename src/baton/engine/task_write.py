@@ -23,6 +23,7 @@ from baton.engine import task_sql
 from baton.engine.task_create import NewTask, new_task_rows
 from baton.engine.task_sql import EventLog, StepRecord, TaskRecord
 from baton.errors import AlreadyExists, ResourceRef
+from baton.store.bulk import execute_many
 from baton.store.tables import step_dependencies, steps, task_tags, tasks
 
 #: ResourceInfo.resource_type of a task.
@@ -105,17 +106,19 @@ def insert_tasks(connection: Connection, created: Sequence[Rows]) -> None:
     IntegrityError when a request_id was taken meanwhile."""
     if not created:
         return
-    connection.execute(
-        _INSERT_TASKS, [{**task, "last_event_sequence": events.last_sequence} for task, _, _, events in created]
+    execute_many(
+        connection,
+        _INSERT_TASKS,
+        [{**task, "last_event_sequence": events.last_sequence} for task, _, _, events in created],
     )
     tags = [{"task_id": task["id"], "tag": tag} for task, _, _, _ in created for tag in task["tags"]]
     if tags:
-        connection.execute(_INSERT_TAGS, tags)
-    connection.execute(_INSERT_STEPS, [row for _, step_rows, _, _ in created for row in step_rows])
+        execute_many(connection, _INSERT_TAGS, tags)
+    execute_many(connection, _INSERT_STEPS, [row for _, step_rows, _, _ in created for row in step_rows])
     dependencies = [row for _, _, links, _ in created for row in links]
     if dependencies:
-        connection.execute(_INSERT_DEPENDENCIES, dependencies)
-    connection.execute(_INSERT_EVENTS, [row for _, _, _, events in created for row in events.rows])
+        execute_many(connection, _INSERT_DEPENDENCIES, dependencies)
+    execute_many(connection, _INSERT_EVENTS, [row for _, _, _, events in created for row in events.rows])
     for _, _, _, events in created:
         events.rows.clear()
 

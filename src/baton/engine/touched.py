@@ -25,6 +25,7 @@ from baton.domain.states import StepState, TaskState, derive_task_state, transit
 from baton.engine.metrics import TASKS_FINISHED
 from baton.engine.notify import Notifier
 from baton.engine.task_sql import INSERT_EVENTS, EventLog
+from baton.store.bulk import execute_many
 from baton.store.tables import step_dependencies, steps, tasks
 
 _S = steps.c
@@ -166,7 +167,7 @@ class Touched:
     def flush(self) -> None:
         """Write the deferred completions, then make READY the dependents that have no dependency left."""
         if self.completions:
-            self.connection.execute(_COMPLETE_STEP, self.completions)
+            execute_many(self.connection, _COMPLETE_STEP, self.completions)
             self.completions = []
         if self.released:
             released, self.released = self.released, []
@@ -176,7 +177,7 @@ class Touched:
         done = Counter(self.connection.execute(_DEPENDENTS, {"step_ids": step_ids}).scalars())
         if not done:
             return
-        self.connection.execute(_DEPENDENCY_DONE, [{"step_id": sid, "done": n} for sid, n in done.items()])
+        execute_many(self.connection, _DEPENDENCY_DONE, [{"step_id": sid, "done": n} for sid, n in done.items()])
         ready = self.connection.execute(_NOW_READY, {"step_ids": list(done)}).all()
         if not ready:
             return
@@ -232,9 +233,9 @@ class Touched:
                 }
             )
         if events_rows:
-            self.connection.execute(_INSERT_EVENTS, events_rows)
+            execute_many(self.connection, _INSERT_EVENTS, events_rows)
         if updates:
-            self.connection.execute(_SETTLE_TASK, updates)
+            execute_many(self.connection, _SETTLE_TASK, updates)
 
     def announce(self, notifier: Notifier) -> None:
         """After the commit: wake pollers of the step handlers with new READY steps and watchers of the tasks, and

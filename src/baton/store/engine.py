@@ -167,4 +167,10 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(BEGIN_IMMEDIATE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver's cursor: exec_driver_sql's statement machinery cost as much as the transaction's
+        # own statements on the writer (there is nothing to compile, bind or fetch here).
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        finally:
+            cursor.close()

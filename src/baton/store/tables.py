@@ -9,7 +9,7 @@ schema explicitly, and a test compares the two.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,6 +73,45 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    # On SQLite the text is made and read in one C call each. The generic path (process_bind_param, then the
+    # dialect's `%`-format of seven fields; its regex, then process_result_value) was an eighth of the writer's
+    # time under load. The text is the same: "YYYY-MM-DD HH:MM:SS.ffffff", the dialect's storage format.
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            offset = value.utcoffset()
+            if offset is None:
+                raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
+            if offset:
+                value = value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:26]
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], datetime | None] | None:
+        generic = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite":
+            return generic
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                parsed = _from_text(value)
+            except (TypeError, ValueError):  # not the text written above: the dialect's own parsing
+                return generic(value) if generic is not None else value
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+        return process
+
+
+_from_text = datetime.fromisoformat
 
 
 def _id(name: str = "id", **kwargs: Any) -> Column[str]:

@@ -1,0 +1,140 @@
+"""execute_many writes exactly what Connection.execute(statement, rows) writes, on both backends, and fails the
+same way; on SQLite times are stored as the dialect's own text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import DateTime, bindparam, select, text, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
+
+from baton.store import SqlStore, tables
+from baton.store.bulk import execute_many
+from baton.store.tables import UtcDateTime
+from tests.storage.conftest import Rows
+
+_S = tables.steps.c
+# Literal values bound by the statement itself (state, lease_expire_time), the rest from each row.
+_COMPLETE = (
+    update(tables.steps)
+    .where(_S.id == bindparam("step_id"))
+    .values(
+        state="COMPLETED",
+        result=bindparam("step_result", type_=_S.result.type),
+        complete_time=bindparam("completed_at"),
+        lease_expire_time=None,
+        attempts=_S.attempts + bindparam("more", type_=_S.attempts.type),
+    )
+)
+
+
+async def _steps(store: SqlStore, task_id: str) -> list[dict[str, Any]]:
+    def read(connection: Any) -> list[dict[str, Any]]:
+        query = select(tables.steps).where(_S.task_id == task_id).order_by(_S.name)
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+    return await store.run_read(read)
+
+
+async def test_inserts_and_updates_match_connection_execute(store: SqlStore, rows: Rows) -> None:
+    first, second = await rows.task(), await rows.task()
+    other_zone = timezone(timedelta(hours=-5))
+    values = [
+        {"ready_time": rows.now, "result": {"n": 1, "nested": [1, "two", None]}},
+        {"ready_time": datetime(2026, 3, 4, 10, 0, tzinfo=other_zone), "result": None},
+        {"ready_time": None, "result": {}},
+    ]
+
+    def insert(connection: Any, task_id: str, bulk: bool) -> None:
+        batch = [rows.step_values(task_id, f"s{i}", **extra) for i, extra in enumerate(values)]
+        if bulk:
+            execute_many(connection, tables.steps.insert(), batch)
+        else:
+            connection.execute(tables.steps.insert(), batch)
+
+    await store.run_in_transaction(lambda c: insert(c, first, bulk=False))
+    await store.run_in_transaction(lambda c: insert(c, second, bulk=True))
+    before_a, before_b = await _steps(store, first), await _steps(store, second)
+
+    def complete(connection: Any, steps: list[dict[str, Any]], bulk: bool) -> None:
+        batch = [
+            {"step_id": step["id"], "step_result": {"i": i}, "completed_at": rows.now + timedelta(seconds=i), "more": i}
+            for i, step in enumerate(steps)
+        ]
+        if bulk:
+            execute_many(connection, _COMPLETE, batch)
+        else:
+            connection.execute(_COMPLETE, batch)
+
+    await store.run_in_transaction(lambda c: complete(c, before_a, bulk=False))
+    await store.run_in_transaction(lambda c: complete(c, before_b, bulk=True))
+
+    def comparable(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in step.items() if k not in ("id", "task_id")} for step in steps]
+
+    assert comparable(before_b) == comparable(before_a)
+    assert before_b[1]["ready_time"] == datetime(2026, 3, 4, 15, 0, tzinfo=UTC)
+    after_a, after_b = await _steps(store, first), await _steps(store, second)
+    assert comparable(after_b) == comparable(after_a)
+    assert [step["state"] for step in after_b] == ["COMPLETED"] * 3
+    assert [step["attempts"] for step in after_b] == [0, 1, 2]
+    assert after_b[2]["complete_time"] == rows.now + timedelta(seconds=2)
+    assert after_b[1]["result"] == {"i": 1}
+
+    if store.backend == "sqlite":  # the same text as the dialect's own storage format, so comparisons hold
+
+        def stored(connection: Any) -> list[str]:
+            query = text("SELECT complete_time FROM steps WHERE task_id = :t ORDER BY name")
+            return list(connection.execute(query, {"t": second}).scalars())
+
+        assert await store.run_read(stored) == [
+            "2026-01-02 03:04:05.678901",
+            "2026-01-02 03:04:06.678901",
+            "2026-01-02 03:04:07.678901",
+        ]
+
+
+async def test_a_constraint_violation_is_the_usual_integrity_error(store: SqlStore, rows: Rows) -> None:
+    task_id = await rows.task()
+    step = rows.step_values(task_id, "only")
+
+    def twice(connection: Any) -> None:
+        execute_many(connection, tables.steps.insert(), [step, {**step, "name": "again"}])
+
+    with pytest.raises(IntegrityError):
+        await store.run_in_transaction(twice)
+    assert await _steps(store, task_id) == []  # the transaction rolled back whole
+
+
+async def test_nothing_to_write_is_no_statement(store: SqlStore) -> None:
+    await store.run_in_transaction(lambda connection: execute_many(connection, tables.steps.insert(), []))
+
+
+def test_sqlite_times_are_the_dialects_text_and_read_back_in_utc() -> None:
+    dialect = sqlite.dialect()
+    ours = UtcDateTime().dialect_impl(dialect)
+    bind, result = ours.bind_processor(dialect), ours.result_processor(dialect, None)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert bind is not None
+    assert result is not None
+    assert theirs is not None
+    for value in (
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2026, 12, 3, 7, 5, 9, tzinfo=UTC),
+        datetime(2026, 12, 3, 7, 5, 9, 120, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ):
+        assert bind(value) == theirs(value.replace(tzinfo=None))
+        assert result(bind(value)) == value
+    assert bind(datetime(2026, 1, 1, 2, 0, tzinfo=timezone(timedelta(hours=2)))) == "2026-01-01 00:00:00.000000"
+    assert bind(None) is None
+    assert result(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        bind(datetime(2026, 1, 1))
+    # Text written some other way (no fraction, fewer or more digits) still reads back.
+    assert result("2026-12-03 07:00:00") == datetime(2026, 12, 3, 7, tzinfo=UTC)
+    assert result("2026-12-03 07:00:00.5") == datetime(2026, 12, 3, 7, 0, 0, 500000, tzinfo=UTC)
+    assert result("2026-12-03 07:00:00.1234567") == datetime(2026, 12, 3, 7, 0, 0, 123456, tzinfo=UTC)

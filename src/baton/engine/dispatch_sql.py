@@ -84,7 +84,7 @@ def claim(
     own = [{"step_id": step_id, "expire": at} for step_id, at in expiry.items() if at != parameters["default_expiry"]]
     if own:
         execute_many(connection, _SET_EXPIRY, own)
-    touched.load_tasks(row.task_id for row in claimed)
+    touched.load_tasks((row.task_id for row in claimed), for_leases=True)
     with_dependencies = [row.id for row in claimed if row.task_id not in new_tasks]
     results = _dependency_results(connection, with_dependencies) if with_dependencies else {}
     leases = []
@@ -209,8 +209,25 @@ def _claim_statement(backend: str, handler_count: int) -> Update:
             start_time=bindparam("started_at"),
             lease_expire_time=bindparam("default_expiry", type_=_S.lease_expire_time.type),
         )
-        .returning(*steps.c)
+        .returning(*_CLAIMED)
     )
+
+
+#: What a claim reads back: what a lease and its event need (not the step's result or retry policy, whose JSON
+#: would be decoded for nothing).
+_CLAIMED = (
+    _S.id,
+    _S.task_id,
+    _S.namespace,
+    _S.name,
+    _S.step_handler,
+    _S.attempts,
+    _S.max_attempts,
+    _S.fencing_token,
+    _S.priority,
+    _S.ready_time,
+    _S.lease_timeout_seconds,
+)
 
 
 _SET_EXPIRY = update(steps).where(_S.id == bindparam("step_id")).values(lease_expire_time=bindparam("expire"))

@@ -90,20 +90,38 @@ class EventLog:
 
     def task(self, previous: TaskState | None, state: TaskState, reason: str) -> None:
         """Record a task transition."""
-        self._add(previous_task_state=previous, task_state=state, reason=reason)
+        self._add(None, previous.value if previous is not None else None, state.value, None, None, None, reason)
 
     def step(self, name: str, previous: StepState, state: StepState, attempt: int, reason: str) -> None:
         """Record a step transition."""
-        self._add(step_name=name, previous_step_state=previous, step_state=state, attempt=attempt, reason=reason)
+        self._add(name, None, None, previous.value, state.value, attempt, reason)
 
-    def _add(self, **values: Any) -> None:
+    def _add(
+        self,
+        step_name: str | None,
+        previous_task_state: str | None,
+        task_state: str | None,
+        previous_step_state: str | None,
+        step_state: str | None,
+        attempt: int | None,
+        reason: str,
+    ) -> None:
         self.last_sequence += 1
-        row = dict.fromkeys(
-            ("step_name", "previous_task_state", "task_state", "previous_step_state", "step_state", "attempt")
+        self.rows.append(
+            {
+                "step_name": step_name,
+                "previous_task_state": previous_task_state,
+                "task_state": task_state,
+                "previous_step_state": previous_step_state,
+                "step_state": step_state,
+                "attempt": attempt,
+                "reason": reason,
+                "task_id": self.task_id,
+                "sequence": self.last_sequence,
+                "actor": self.actor,
+                "create_time": self.now,
+            }
         )
-        row.update({k: (v.value if isinstance(v, TaskState | StepState) else v) for k, v in values.items()})
-        row.update(task_id=self.task_id, sequence=self.last_sequence, actor=self.actor, create_time=self.now)
-        self.rows.append(row)
 
     def flush(self, connection: Connection) -> None:
         """Insert the events (the caller updates `tasks.last_event_sequence`)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, Select, bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from baton.domain.states import StepState, TaskState, derive_task_state, transition_task
@@ -46,8 +46,18 @@ _DEPENDENCY_DONE = (
     .where(_S.id == bindparam("step_id"))
     .values(remaining_dependencies=_S.remaining_dependencies - bindparam("done"))
 )
+#: What settling and the outcomes read of a task: not its context, tags or trace context, JSON (up to the context's
+#: 256 KiB) that only a lease needs.
+_TASK_COLUMNS = [column for column in tasks.c if column.name not in ("context", "tags", "trace_context")]
 _TASKS_BY_ID = (
-    select(tasks)
+    select(*_TASK_COLUMNS)
+    .where(_T.id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(_T.id)
+    .with_for_update(key_share=True)
+)
+#: The same with what a lease carries of its task (`load_tasks(..., for_leases=True)`).
+_TASKS_FOR_LEASES = (
+    select(*_TASK_COLUMNS, _T.context, _T.trace_context)
     .where(_T.id.in_(bindparam("task_ids", expanding=True)))
     .order_by(_T.id)
     .with_for_update(key_share=True)
@@ -108,16 +118,26 @@ class Touched:
     completions: list[dict[str, Any]] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)
     finished: list[tuple[str, str, str]] = field(default_factory=list)
+    leasable: set[str] = field(default_factory=set)  # tasks whose rows carry context and trace context
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
-    def load_tasks(self, task_ids: Iterable[str]) -> None:
-        """Read (and lock) the rows of these tasks in one query, those not read yet."""
-        missing = sorted(set(task_ids) - self.tasks.keys())
+    def load_tasks(self, task_ids: Iterable[str], *, for_leases: bool = False) -> None:
+        """Read (and lock) the rows of these tasks in one query, those not read yet; `for_leases` reads their
+        context and trace context too (read again for tasks already read without them)."""
+        wanted = set(task_ids)
+        if for_leases:
+            missing = sorted(wanted - self.leasable)
+            self.leasable.update(missing)
+        else:
+            missing = sorted(wanted - self.tasks.keys())
         if not missing:
             return
-        for row in self.connection.execute(_TASKS_BY_ID, {"task_ids": missing}):
-            self.tasks[row.id] = (row, EventLog(row.id, row.last_event_sequence, self.actor, self.now))
+        statement: Select[Any] = _TASKS_FOR_LEASES if for_leases else _TASKS_BY_ID
+        for row in self.connection.execute(statement, {"task_ids": missing}):
+            known = self.tasks.get(row.id)
+            events = known[1] if known is not None else EventLog(row.id, row.last_event_sequence, self.actor, self.now)
+            self.tasks[row.id] = (row, events)
 
     def task(self, task_id: str) -> tuple[Row[Any], EventLog]:
         """The task's row (locked) and its event log in this transaction."""

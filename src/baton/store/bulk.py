@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
@@ -22,19 +23,19 @@ from sqlalchemy.sql.dml import UpdateBase
 
 __all__ = ["execute_many"]
 
-_Processor = Callable[[Any], Any] | None
-
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """A statement compiled for one set of row keys: its SQL and, per positional parameter, where its value
-    comes from (a row key, or a constant bound by the statement) and its bind processor."""
+    """A statement compiled for one set of row keys: its SQL, a getter of the row values it binds (in its
+    parameter order), the positions whose values need a bind processor, and the constants the statement binds
+    itself with their positions."""
 
     statement: UpdateBase  # held so that the id() keying the plan stays this statement's
     sql: str
-    keys: tuple[str | None, ...]
-    constants: tuple[Any, ...]
-    processors: tuple[_Processor, ...]
+    values: Callable[[dict[str, Any]], Any]
+    single: bool  # `values` returns one value rather than a tuple
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]
+    constants: tuple[tuple[int, Any], ...]
 
 
 _plans: dict[tuple[int, str, tuple[str, ...]], _Plan | None] = {}
@@ -53,16 +54,18 @@ def execute_many(connection: Connection, statement: UpdateBase, rows: Sequence[d
     if plan is None:
         connection.execute(statement, list(rows))
         return
-    fields = tuple(zip(plan.keys, plan.constants, plan.processors, strict=True))
-    parameters = [
-        tuple(
-            (row[key] if key is not None else constant)
-            if processor is None
-            else processor(row[key] if key is not None else constant)
-            for key, constant, processor in fields
-        )
-        for row in rows
-    ]
+    values, single, processed, constants = plan.values, plan.single, plan.processed, plan.constants
+    if not processed and not constants:
+        parameters: list[Any] = [(values(row),) if single else values(row) for row in rows]
+    else:
+        parameters = []
+        for row in rows:
+            fields = [values(row)] if single else list(values(row))
+            for position, processor in processed:
+                fields[position] = processor(fields[position])
+            for position, constant in constants:
+                fields.insert(position, constant)
+            parameters.append(tuple(fields))
     connection.exec_driver_sql(plan.sql, parameters)
 
 
@@ -86,18 +89,28 @@ def _compile(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> 
     if not compiled.positional or positions is None or compiled.literal_execute_params or compiled.post_compile_params:
         return None
     known = set(keys)
-    sources: list[str | None] = []
-    constants: list[Any] = []
-    processors: list[_Processor] = []
-    for name in positions:
+    taken: list[str] = []
+    processed: list[tuple[int, Callable[[Any], Any]]] = []
+    constants: list[tuple[int, Any]] = []
+    for position, name in enumerate(positions):
         bind = compiled.binds[name]
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if name in known:
-            sources.append(name)
-            constants.append(None)
+            if processor is not None:
+                processed.append((len(taken), processor))
+            taken.append(name)
         elif bind.callable is None and not bind.required:
-            sources.append(None)
-            constants.append(bind.effective_value)
+            value = bind.effective_value
+            constants.append((position, value if processor is None else processor(value)))
         else:  # a parameter the rows do not carry and the statement does not fix: let SQLAlchemy say so
             return None
-        processors.append(bind.type.dialect_impl(dialect).bind_processor(dialect))
-    return _Plan(statement, str(compiled), tuple(sources), tuple(constants), tuple(processors))
+    if not taken:
+        return None
+    return _Plan(
+        statement,
+        str(compiled),
+        itemgetter(*taken),
+        len(taken) == 1,
+        tuple(processed),
+        tuple(constants),
+    )

@@ -103,7 +103,7 @@ def task_violations(new: NewTask, prefix: str = "") -> list[FieldViolation]:
 
 
 def new_task_rows(
-    new: NewTask, definition: HandlerDefinition, request_hash: str, now: datetime
+    new: NewTask, definition: HandlerDefinition, request_hash: str | None, now: datetime
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], EventLog]:
     """The rows of a new task: the task, its steps (READY without dependencies, else PENDING), their dependencies,
     and its events (task created, then each step made READY)."""

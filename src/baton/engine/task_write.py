@@ -43,11 +43,12 @@ Rows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], EventLo
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A validated CreateTask request, its handler definition and the digest of its body."""
+    """A validated CreateTask request, its handler definition and the digest of its body (when it has a
+    request_id)."""
 
     entry: NewTask
     definition: HandlerDefinition
-    digest: str
+    digest: str | None
 
 
 def write_tasks(
@@ -64,7 +65,7 @@ def write_tasks(
     there); the answers describe the tasks as created, before that."""
     answers: list[TaskRecord | Exception | None] = []
     created: list[tuple[int, Rows, HandlerDefinition]] = []
-    first_of: dict[tuple[str, str, str], tuple[int, str]] = {}
+    first_of: dict[tuple[str, str, str], tuple[int, str | None]] = {}
     aliases: list[tuple[int, int]] = []
     for index, prepared in enumerate(batch):
         entry = prepared.entry

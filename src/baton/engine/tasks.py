@@ -166,9 +166,12 @@ class TaskEngine:
             key = (entry.namespace, entry.handler_name, entry.handler_version)
             if key not in handlers:
                 handlers[key] = (await self._handlers.get(*key)).definition
+        # The digest only tells a retry from a reuse of a request_id: without one there is nothing to tell.
         return [
             Prepared(
-                entry, handlers[(entry.namespace, entry.handler_name, entry.handler_version)], entry.request_hash()
+                entry,
+                handlers[(entry.namespace, entry.handler_name, entry.handler_version)],
+                entry.request_hash() if entry.request_id else None,
             )
             for entry in entries
         ]

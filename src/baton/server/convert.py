@@ -14,11 +14,12 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     """A Timestamp for an aware datetime (naive ones are taken as UTC); None stays None."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
+    # Timestamp.FromDatetime goes through calendar.timegm in Python; a timedelta from the epoch is exact and in C.
+    since = (value.replace(tzinfo=UTC) if value.tzinfo is None else value) - _EPOCH
+    return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def from_timestamp(value: timestamp_pb2.Timestamp) -> datetime:

@@ -8,6 +8,7 @@ millisecond, so every ID sorts after the one before it, as text too.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -27,9 +28,16 @@ class Uuid7Generator:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._counter = 0
+        self._pool = b""
+        self._spent = 0
+        os.register_at_fork(after_in_child=self._forked)
 
     def __call__(self) -> uuid.UUID:
         """The next identifier; greater than every one this generator made before."""
+        return uuid.UUID(int=self.next_int())
+
+    def next_int(self) -> int:
+        """The next identifier as its 128-bit integer."""
         with self._lock:
             now_ms = self._clock_ns() // 1_000_000
             if now_ms > self._last_ms:
@@ -39,9 +47,18 @@ class Uuid7Generator:
             else:
                 self._last_ms, self._counter = self._last_ms + 1, secrets.randbits(_COUNTER_SEED_BITS)
             millis, counter = self._last_ms, self._counter
+            # The 32 random bits come from the OS 4 KiB at a time rather than one system call per identifier.
+            if self._spent >= len(self._pool):
+                self._pool, self._spent = os.urandom(4096), 0
+            random_bits = int.from_bytes(self._pool[self._spent : self._spent + 4])
+            self._spent += 4
         value = (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (counter >> 30) << 64
-        value |= 0b10 << 62 | (counter & 0x3FFF_FFFF) << 32 | secrets.randbits(32)
-        return uuid.UUID(int=value)
+        return value | 0b10 << 62 | (counter & 0x3FFF_FFFF) << 32 | random_bits
+
+    def _forked(self) -> None:
+        """In a forked child: nothing drawn or counted by the parent is reused."""
+        self._lock = threading.Lock()
+        self._last_ms, self._counter, self._pool, self._spent = -1, 0, b"", 0
 
 
 uuid7 = Uuid7Generator()
@@ -49,7 +66,8 @@ uuid7 = Uuid7Generator()
 
 def new_id() -> str:
     """A new UUIDv7 as its 36-character text form, the primary key of time-ordered rows."""
-    return str(uuid7())
+    text = f"{uuid7.next_int():032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def id_time(identifier: str | uuid.UUID) -> datetime:

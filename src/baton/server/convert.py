@@ -40,6 +40,8 @@ def seconds(value: duration_pb2.Duration) -> float:
 
 def struct_to_dict(value: struct_pb2.Struct, field: str) -> dict[str, Any]:
     """A Struct as a JSON object; INVALID_ARGUMENT naming `field` when it holds what JSON cannot (NaN, ±Infinity)."""
+    if not value.fields:  # MessageToDict walks the descriptors in Python even for an empty Struct
+        return {}
     try:
         return json_format.MessageToDict(value)
     except (ValueError, json_format.Error) as error:

@@ -62,8 +62,9 @@ _TASKS_FOR_LEASES = (
     .order_by(_T.id)
     .with_for_update(key_share=True)
 )
+#: What the outcomes read of a step: not its result or last error (JSON they never look at).
 _STEPS_BY_ID = (
-    select(steps)
+    select(*[column for column in steps.c if column.name not in ("result", "last_error")])
     .where(_S.id.in_(bindparam("step_ids", expanding=True)))
     .order_by(_S.id)
     .with_for_update(key_share=True)

@@ -49,19 +49,20 @@ _DEPENDENCY_DONE = (
 #: What settling and the outcomes read of a task: not its context, tags or trace context, JSON (up to the context's
 #: 256 KiB) that only a lease needs.
 _TASK_COLUMNS = [column for column in tasks.c if column.name not in ("context", "tags", "trace_context")]
-_TASKS_BY_ID = (
-    select(*_TASK_COLUMNS)
-    .where(_T.id.in_(bindparam("task_ids", expanding=True)))
-    .order_by(_T.id)
-    .with_for_update(key_share=True)
-)
+
+
+def _tasks_by_id(*columns: Any) -> Select[Any]:
+    return (
+        select(*columns)
+        .where(_T.id.in_(bindparam("task_ids", expanding=True)))
+        .order_by(_T.id)
+        .with_for_update(key_share=True)
+    )
+
+
+_TASKS_BY_ID = _tasks_by_id(*_TASK_COLUMNS)
 #: The same with what a lease carries of its task (`load_tasks(..., for_leases=True)`).
-_TASKS_FOR_LEASES = (
-    select(*_TASK_COLUMNS, _T.context, _T.trace_context)
-    .where(_T.id.in_(bindparam("task_ids", expanding=True)))
-    .order_by(_T.id)
-    .with_for_update(key_share=True)
-)
+_TASKS_FOR_LEASES = _tasks_by_id(*_TASK_COLUMNS, _T.context, _T.trace_context)
 #: What the outcomes read of a step: not its result or last error (JSON they never look at).
 _STEPS_BY_ID = (
     select(*[column for column in steps.c if column.name not in ("result", "last_error")])

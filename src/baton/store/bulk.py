@@ -71,10 +71,8 @@ def execute_many(connection: Connection, statement: UpdateBase, rows: Sequence[d
 
 def _plan(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
     cache_key = (id(statement), dialect.name, keys)
-    try:
+    if cache_key in _plans:  # None too: a statement that goes through Connection.execute
         return _plans[cache_key]
-    except KeyError:
-        pass
     plan = _compile(statement, dialect, keys)
     with _lock:
         if len(_plans) >= MAX_PLANS:

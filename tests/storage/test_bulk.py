@@ -11,7 +11,7 @@ from sqlalchemy import DateTime, bindparam, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
-from baton.store import SqlStore, tables
+from baton.store import SqlStore, bulk, tables
 from baton.store.bulk import execute_many
 from baton.store.tables import UtcDateTime
 from tests.storage.conftest import Rows
@@ -138,3 +138,55 @@ def test_sqlite_times_are_the_dialects_text_and_read_back_in_utc() -> None:
     assert result("2026-12-03 07:00:00") == datetime(2026, 12, 3, 7, tzinfo=UTC)
     assert result("2026-12-03 07:00:00.5") == datetime(2026, 12, 3, 7, 0, 0, 500000, tzinfo=UTC)
     assert result("2026-12-03 07:00:00.1234567") == datetime(2026, 12, 3, 7, 0, 0, 123456, tzinfo=UTC)
+
+
+_LESS = (
+    update(tables.steps)
+    .where(_S.id == bindparam("step_id"))
+    .values(remaining_dependencies=_S.remaining_dependencies - bindparam("done"))
+)
+
+
+async def test_many_rows_in_chunks_and_repeated_keys_row_by_row(store: SqlStore, rows: Rows) -> None:
+    """More rows than one multi-row statement takes (and a count that is no power of two) are all written; an
+    UPDATE naming one row twice applies both, in order, as one execution per row would."""
+    task_id = await rows.task()
+    count = bulk.MAX_ROWS + 37
+    batch = [rows.step_values(task_id, f"s{i:04}", remaining_dependencies=5) for i in range(count)]
+    await store.run_in_transaction(lambda c: execute_many(c, tables.steps.insert(), batch))
+    written = await _steps(store, task_id)
+    assert [step["name"] for step in written] == [f"s{i:04}" for i in range(count)]
+    ids = [step["id"] for step in written]
+
+    distinct = [{"step_id": step_id, "done": i % 3} for i, step_id in enumerate(ids)]
+    await store.run_in_transaction(lambda c: execute_many(c, _LESS, distinct))
+    assert [step["remaining_dependencies"] for step in await _steps(store, task_id)] == [
+        5 - i % 3 for i in range(count)
+    ]
+
+    repeated = [{"step_id": ids[0], "done": 1}, {"step_id": ids[1], "done": 1}, {"step_id": ids[0], "done": 2}]
+    await store.run_in_transaction(lambda c: execute_many(c, _LESS, repeated))
+    after = await _steps(store, task_id)
+    assert [step["remaining_dependencies"] for step in after[:3]] == [2, 3, 3]
+
+
+def test_sqlite_plans_write_several_rows_per_statement() -> None:
+    """Which statements go as multi-row SQL on SQLite, and the SQL they go as."""
+    dialect = sqlite.dialect()
+    plan = bulk._plan(_LESS, dialect, ("step_id", "done"))
+    assert plan is not None
+    assert plan.multi_row is not None
+    assert plan.multi_row.text(2) == (
+        "UPDATE steps SET remaining_dependencies=(steps.remaining_dependencies - v.column1) "
+        "FROM (VALUES (?, ?), (?, ?)) AS v WHERE steps.id = v.column2"
+    )
+    insert_plan = bulk._plan(tables.task_tags.insert(), dialect, ("task_id", "tag"))
+    assert insert_plan is not None
+    assert insert_plan.multi_row is not None
+    assert insert_plan.multi_row.text(3) == "INSERT INTO task_tags (task_id, tag) VALUES (?, ?), (?, ?), (?, ?)"
+    # Not by its primary key, or with RETURNING: one execution per row.
+    by_task = update(tables.steps).where(_S.task_id == bindparam("t")).values(state="READY")
+    returning = _LESS.returning(_S.id)
+    for statement, keys in ((by_task, ("t",)), (returning, ("step_id", "done"))):
+        other = bulk._plan(statement, dialect, keys)
+        assert other is None or other.multi_row is None

@@ -121,7 +121,8 @@ def create_sqlite_thread_engines(url: URL, busy_timeout_ms: int, readers: int) -
     """Synchronous engines (the stdlib sqlite3 driver) over the same file: a writer holding one connection, and a
     reader pool of `readers` connections, for the store's threads (see store/writer.py)."""
     sync_url = url.set(drivername="sqlite+pysqlite")
-    thread_free = {"check_same_thread": False}
+    # The driver's prepared-statement cache (128 by default) holds the multi-row INSERTs of store/bulk.py too.
+    thread_free = {"check_same_thread": False, "cached_statements": 512}
     writer = sa_create_engine(sync_url, poolclass=StaticPool, connect_args=thread_free)
     reader = sa_create_engine(sync_url, pool_size=readers, max_overflow=0, connect_args=thread_free)
     for engine in (writer, reader):

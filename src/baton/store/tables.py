@@ -82,15 +82,24 @@ class UtcDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
+        # A transaction binds its one `now` many times over (each row's create, update and schedule times); the
+        # last value and its text are kept, and the same object again gets the same text. The pair is replaced
+        # as one tuple, so threads sharing this processor never see a text of another value; and the memo keeps
+        # its datetime alive, so an identical id is the identical object.
+        last: list[tuple[datetime | None, str | None]] = [(None, None)]
+
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            seen, text = last[0]
+            if value is seen:
+                return text
             offset = value.utcoffset()
             if offset is None:
                 raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
-            if offset:
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:26]
+            text = (value.astimezone(UTC) if offset else value).isoformat(" ", "microseconds")[:26]
+            last[0] = (value, text)
+            return text
 
         return process
 

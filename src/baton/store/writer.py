@@ -5,6 +5,11 @@ writing at once meet at SQLite's file lock, whose busy handler sleeps. Here one 
 synchronous connection and runs each write transaction whole — BEGIN IMMEDIATE, its statements, COMMIT — so
 writers queue in-process in arrival order; a few reader threads run read-only transactions beside it (WAL lets
 readers see the last commit without waiting for the writer).
+
+The writer thread keeps its Connection between transactions: checking one out of the pool, setting its
+options and closing it again cost a tenth of the writer's time, per transaction. An idle SQLite connection
+holds no lock, so keeping it open costs nothing; one that SQLAlchemy invalidated (a disconnect) is replaced on
+the next transaction.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class SqliteThreads:
         self.reader = reader
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
+        self._write_connection: Connection | None = None  # used in the writer thread only
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one write transaction; commit when it returns, roll back when it raises.
@@ -49,10 +55,20 @@ class SqliteThreads:
         return await asyncio.get_running_loop().run_in_executor(self._read_threads, self._read, fn)
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
-        with self.writer.connect() as connection:
-            connection = connection.execution_options(**{BEGIN_IMMEDIATE: True})
-            with connection.begin():
-                return fn(connection)
+        connection = self._write_connection
+        if connection is None or connection.closed or connection.invalidated:
+            if connection is not None:
+                connection.close()
+            connection = self.writer.connect().execution_options(**{BEGIN_IMMEDIATE: True})
+            self._write_connection = connection
+        with connection.begin():
+            return fn(connection)
+
+    def _close_writer(self) -> None:
+        if self._write_connection is not None:
+            self._write_connection.close()
+            self._write_connection = None
+        self.writer.dispose()
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         with self.reader.connect() as connection, connection.begin():
@@ -61,9 +77,9 @@ class SqliteThreads:
     async def close(self) -> None:
         """Wait for queued transactions, then close the connections and stop the threads."""
         loop = asyncio.get_running_loop()
-        for attribute, engine in (("_write_thread", self.writer), ("_read_threads", self.reader)):
+        for attribute, stop in (("_write_thread", self._close_writer), ("_read_threads", self.reader.dispose)):
             threads: ThreadPoolExecutor | None = getattr(self, attribute)
             setattr(self, attribute, None)
             if threads is not None:
-                await loop.run_in_executor(threads, engine.dispose)
+                await loop.run_in_executor(threads, stop)
                 threads.shutdown(wait=False)

@@ -87,10 +87,13 @@ async def test_cancel_retry_resolve_graph_and_watch(baton: Baton, tmp_path: Path
     assert retry.stderr.count("\n") == 1
 
     # watch follows the task live until it ends; resolving every step completes it -> exit 0
+    # The resolve commands run as processes of their own: CliRunner swaps the process-wide sys.stdout, so an
+    # in-process command finishing while the watch finishes (the last resolve ends the watch) clobbers its output.
     watch = asyncio.create_task(baton("tasks", "watch", task_id))
     await asyncio.sleep(0.5)
     for step in ("charge", "notify", "ship"):
-        assert (await baton("tasks", "resolve-step", task_id, step)).exit_code == 0
+        code, _out, err = await baton.process("tasks", "resolve-step", task_id, step)
+        assert code == 0, err
     watched = await asyncio.wait_for(watch, 20)
     assert watched.exit_code == 0, watched.stderr
     assert "COMPLETED" in watched.stdout

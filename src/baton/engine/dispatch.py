@@ -5,6 +5,15 @@ step handlers that got READY steps and watchers of every task that changed. A po
 the notifier, and at most until the soonest delayed retry of its step handlers is due, so retries start on time
 without busy polling. The sweeper sleeps until the earliest lease expiry (at most SWEEP_INTERVAL seconds, and is
 woken when leases are granted) and fails expired attempts as retryable `LeaseExpired` errors.
+
+A poll that starts while a claim of the same step handlers waits for the writer joins that claim rather than
+queueing one of its own behind it. Every step made ready after that claim's transaction begins is announced after
+the poll subscribed to the notifier, so when the claim leased fewer steps than it asked for (no READY step due left
+behind it) the poll waits at once — and a creating transaction can hand it its steps (eager dispatch) instead of a
+claim transaction. With two workers polling one handler under load, about every other claim found nothing before
+(scripts/bench/tasks). Such a wait lasts DRAINED_TTL seconds at most, and never past the claim's soonest delayed
+retry, before the poll looks itself: a step no notifier tells of (another process writing the same SQLite file,
+a PostgreSQL claim that locked rows and rolled back) waits that long at most.
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ SWEEP_INTERVAL = 5.0
 PRESENCE_INTERVAL = 5.0
 #: Presences remembered before the memory is cleared.
 MAX_PRESENCES = 10_000
+#: Seconds a poll trusts that a claim found its handlers' queue drained (see the module docstring).
+DRAINED_TTL = 0.5
 #: Attempts of a write transaction that PostgreSQL aborts as a deadlock victim.
 DEADLOCK_RETRIES = 5
 
@@ -68,6 +79,40 @@ SCHEDULE_TO_START = Histogram(
     "baton_schedule_to_start_seconds", "Time from a step becoming ready to its lease.", ["namespace"]
 )
 STEP_RUN = Histogram("baton_step_run_seconds", "Time from a lease to the attempt's outcome.", ["namespace"])
+
+
+@dataclass(slots=True)
+class _ClaimInFlight:
+    """A poll's claim between its call and its end: its transaction's number in the write sequence once it began,
+    whether a poll joined it, and (once `done`) whether it left its handlers' queue drained and the soonest
+    delayed retry it saw."""
+
+    done: asyncio.Future[None]
+    sequence: int | None = None
+    joined: bool = False
+    drained: bool = False
+    soonest: datetime | None = None
+
+    @property
+    def began(self) -> bool:
+        return self.sequence is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Quiet:
+    """After a joined claim (write transaction `sequence`) left the queue drained: a poll need not claim until a
+    newer hint, `until` (monotonic seconds), or the soonest delayed retry."""
+
+    sequence: int
+    until: float
+    soonest: datetime | None
+
+    def over(self, notifier: Notifier, namespace: str, handlers: list[str]) -> bool:
+        return (
+            time.monotonic() >= self.until
+            or (self.soonest is not None and self.soonest <= datetime.now(UTC))
+            or notifier.hinted_since(namespace, handlers, self.sequence)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +147,8 @@ class Dispatcher:
         self._wake_sweeper = asyncio.Event()
         self._sweep_at = 0.0  # when the sweeper looks next (seconds since the epoch); 0 while it is looking
         self._seen: dict[tuple[str, str, tuple[str, ...]], float] = {}  # presence written (monotonic time)
+        self._claims: dict[tuple[str, tuple[str, ...]], _ClaimInFlight] = {}  # by (namespace, step handlers)
+        notifier.sequence = lambda: store.write_sequence  # hints stamped, to tell them from those a claim covered
         self._sweeper: asyncio.Task[None] | None = None
         self.handoffs = Handoffs()
         self._hand_backs: set[asyncio.Task[list[Outcome]]] = set()
@@ -119,15 +166,24 @@ class Dispatcher:
         self, namespace: str, handlers: list[str], worker_id: str, max_steps: int, max_wait: float
     ) -> list[Lease]:
         deadline = time.monotonic() + max(0.0, max_wait)
+        quiet: _Quiet | None = None  # a joined claim left nothing: no claim while no newer hint, until `until`
+        leases: list[Lease]
         while not self._closed():
             # Subscribe before looking, so that a step made ready while we claim still wakes us.
             waiter = asyncio.create_task(self._notifier.wait_for_steps(namespace, handlers, max_wait))
             await asyncio.sleep(0)
             try:
-                leases, soonest = await self._claim(namespace, handlers, worker_id, max_steps)
-                remaining = deadline - time.monotonic()
-                if leases or remaining <= 0:
+                if quiet is not None and not quiet.over(self._notifier, namespace, handlers):
+                    leases, soonest = [], quiet.soonest
+                else:
+                    quiet = await self._join_claim(namespace, handlers, deadline) if max_wait > 0 else None
+                    if quiet is None:
+                        leases, soonest = await self._claimed(namespace, handlers, worker_id, max_steps)
+                    else:
+                        leases, soonest = [], quiet.soonest
+                if leases or deadline - time.monotonic() <= 0:
                     return leases
+                remaining = (deadline if quiet is None else quiet.until) - time.monotonic()
                 if soonest is not None:  # a delayed retry comes due before then: look again at that time
                     due = (soonest - datetime.now(UTC)).total_seconds()
                     remaining = min(remaining, max(0.0, due) + 0.001)
@@ -139,6 +195,35 @@ class Dispatcher:
             finally:
                 waiter.cancel()
         return []
+
+    async def _claimed(
+        self, namespace: str, handlers: list[str], worker_id: str, max_steps: int
+    ) -> tuple[list[Lease], datetime | None]:
+        """`_claim`, which polls starting before its transaction does may join (`_join_claim`)."""
+        key = (namespace, tuple(handlers))
+        claim = _ClaimInFlight(asyncio.get_running_loop().create_future())
+        self._claims.setdefault(key, claim)
+        try:
+            leases, soonest = await self._claim(namespace, handlers, worker_id, max_steps, claim)
+            claim.drained, claim.soonest = len(leases) < max_steps, soonest
+            return leases, soonest
+        finally:
+            if self._claims.get(key) is claim:
+                del self._claims[key]
+            claim.done.set_result(None)
+
+    async def _join_claim(self, namespace: str, handlers: list[str], deadline: float) -> _Quiet | None:
+        """When a claim of these handlers is in flight and its transaction has not begun, wait for it; if it left
+        the queue drained, how long this poll may wait without a claim of its own. None: claim."""
+        claim = self._claims.get((namespace, tuple(handlers)))
+        if claim is None or claim.began or self._store.write_sequence is None:
+            return None
+        claim.joined = True
+        await asyncio.shield(claim.done)
+        if not claim.drained or claim.sequence is None:
+            return None
+        quiet = _Quiet(claim.sequence, min(deadline, time.monotonic() + DRAINED_TTL), claim.soonest)
+        return None if quiet.over(self._notifier, namespace, handlers) else quiet
 
     async def _wait(self, poll: WaitingPoll, waiter: asyncio.Task[bool], seconds: float) -> list[Lease]:
         """Sleep until woken, handed leases by a creating transaction (eager dispatch), or `seconds` pass.
@@ -269,7 +354,12 @@ class Dispatcher:
         return self._notifier.closed
 
     async def _claim(
-        self, namespace: str, handlers: list[str], worker_id: str, max_steps: int
+        self,
+        namespace: str,
+        handlers: list[str],
+        worker_id: str,
+        max_steps: int,
+        in_flight: _ClaimInFlight | None = None,
     ) -> tuple[list[Lease], datetime | None]:
         now = datetime.now(UTC)
         backend = self._store.backend
@@ -279,12 +369,16 @@ class Dispatcher:
         record_presence = last_recorded is None or time.monotonic() - last_recorded >= PRESENCE_INTERVAL
 
         def write(connection: Connection) -> tuple[list[Lease], datetime | None, Touched]:
+            if in_flight is not None:  # from here on, polls claim for themselves
+                in_flight.sequence = self._store.write_sequence
             touched = Touched(connection, worker_id, now)
             if record_presence:
                 dispatch_sql.seen_worker(connection, backend, namespace, worker_id, handlers, now)
             default_timeout = self._defaults.lease_timeout
             leases = dispatch_sql.claim(touched, backend, namespace, handlers, max_steps, default_timeout)
-            soonest = None if leases else dispatch_sql.soonest_attempt(connection, namespace, handlers, now)
+            # The soonest delayed retry: for this poll's wait when it got nothing, and for the polls that joined.
+            look = not leases or (in_flight is not None and in_flight.joined and len(leases) < max_steps)
+            soonest = dispatch_sql.soonest_attempt(connection, namespace, handlers, now) if look else None
             return leases, soonest, touched
 
         claiming = asyncio.ensure_future(self._write(write))

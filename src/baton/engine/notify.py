@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 
@@ -33,6 +33,11 @@ class Notifier:
         self._tasks: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self.closed = False
         self.publisher: Publisher | None = None
+        #: The store's write sequence (SqlStore.write_sequence) when it has one: each wake-up of steps is stamped
+        #: with its value, so a poll can tell a hint a claim already covered from a newer one (`hinted_since`).
+        self.sequence: Callable[[], int | None] = lambda: None
+        self._hinted: dict[tuple[str, str], int] = {}
+        self._hinted_all = 0
 
     def steps_ready(self, namespace: str, step_handlers: Iterable[str]) -> None:
         """Steps of these step handlers in `namespace` became ready (or will at a timer): wake their pollers, here
@@ -48,8 +53,20 @@ class Notifier:
         if self.publisher is not None:
             self.publisher.task_changed(task_id)
 
+    def hinted_since(self, namespace: str, step_handlers: Iterable[str], sequence: int) -> bool:
+        """Whether steps of these handlers may have become ready in a write transaction numbered above `sequence`
+        (True when the store has no write sequence: then every wake-up counts)."""
+        if self.sequence() is None or self._hinted_all > sequence:
+            return True
+        return any(self._hinted.get((namespace, handler), 0) > sequence for handler in step_handlers)
+
     def wake_steps(self, namespace: str, step_handlers: Iterable[str]) -> None:
         """Wake this process's pollers of these step handlers."""
+        step_handlers = list(step_handlers)
+        stamp = self.sequence()
+        if stamp is not None:  # at least the number of the transaction that made them ready
+            for handler in step_handlers:
+                self._hinted[(namespace, handler)] = stamp
         for handler in step_handlers:
             for event in self._steps.get((namespace, handler), ()):
                 event.set()
@@ -61,6 +78,7 @@ class Notifier:
 
     def wake_all(self) -> None:
         """Wake every waiter of this process once (they re-read the database)."""
+        self._hinted_all = self.sequence() or 0
         for events in (*self._steps.values(), *self._tasks.values()):
             for event in events:
                 event.set()

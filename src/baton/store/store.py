@@ -124,6 +124,13 @@ class SqlStore:
         return engines
 
     @property
+    def write_sequence(self) -> int | None:
+        """On a SQLite file, the number of write transactions begun so far: they run one at a time in that order,
+        so a transaction that begins when this reads n sees everything the first n-1 wrote. None elsewhere
+        (PostgreSQL's transactions overlap)."""
+        return None if self._threads is None else self._threads.writes_begun
+
+    @property
     def backend(self) -> Backend:
         """ "sqlite" or "postgresql"."""
         return "sqlite" if self._url.get_backend_name() == "sqlite" else "postgresql"

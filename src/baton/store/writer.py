@@ -37,6 +37,9 @@ class SqliteThreads:
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         self._write_connection: Connection | None = None  # used in the writer thread only
+        #: Write transactions begun so far, counted in the writer thread as each begins: they run one at a time
+        #: in this order, so a transaction sees what every one with a lower number wrote.
+        self.writes_begun = 0
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one write transaction; commit when it returns, roll back when it raises.
@@ -62,6 +65,7 @@ class SqliteThreads:
             connection = self.writer.connect().execution_options(**{BEGIN_IMMEDIATE: True})
             self._write_connection = connection
         with connection.begin():
+            self.writes_begun += 1
             return fn(connection)
 
     def _close_writer(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pytest
@@ -88,3 +89,31 @@ async def test_concurrent_read_then_write_transactions_all_commit(store: SqlStor
         lambda connection: connection.execute(select(revision).where(tables.tasks.c.id == task_id)).scalar_one()
     )
     assert final == 21
+
+
+async def test_sqlite_checkpoints_run_in_a_thread_beside_the_writer(store: SqlStore, backend: str) -> None:
+    """On SQLite the WAL is checkpointed in the background while writes go on, and the writer's own automatic
+    checkpoint only starts at WAL_AUTOCHECKPOINT pages."""
+    if backend != "sqlite":
+        pytest.skip("SQLite's WAL only")
+    from baton.store import writer
+
+    threads = store._threads
+    assert threads is not None
+    before = threads.checkpoints
+
+    def add(connection: Connection, name: str) -> None:
+        connection.execute(tables.namespaces.insert().values(name=name, create_time=func.current_timestamp()))
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    written = 0
+    while threads.checkpoints == before and loop.time() < deadline:
+        await store.run_in_transaction(partial(add, name=f"ns-{written}"))
+        written += 1
+        await asyncio.sleep(0.01)
+    assert threads.checkpoints > before, "no background checkpoint ran"
+    count = await store.run_read(lambda c: c.execute(select(func.count()).select_from(tables.namespaces)).scalar())
+    assert count == written
+    autocheckpoint = await store.run_in_transaction(lambda c: c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
+    assert autocheckpoint == writer.WAL_AUTOCHECKPOINT

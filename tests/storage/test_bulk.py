@@ -134,6 +134,17 @@ def test_sqlite_times_are_the_dialects_text_and_read_back_in_utc() -> None:
     assert result(None) is None
     with pytest.raises(ValueError, match="naive"):
         bind(datetime(2026, 1, 1))
+    # The same text again (rows of one transaction share its `now`) and other texts between: each its own value.
+    first, second = "2026-12-03 07:00:00.000001", "2026-12-03 07:00:00.000002"
+    for text_value in (first, first, second, first, second, second):
+        assert result(text_value) == datetime.fromisoformat(text_value).replace(tzinfo=UTC)
+    now = datetime(2026, 12, 3, 7, 0, 0, 3, tzinfo=UTC)
+    assert [bind(now), bind(now), bind(now.replace(microsecond=4)), bind(now)] == [
+        "2026-12-03 07:00:00.000003",
+        "2026-12-03 07:00:00.000003",
+        "2026-12-03 07:00:00.000004",
+        "2026-12-03 07:00:00.000003",
+    ]
     # Text written some other way (no fraction, fewer or more digits) still reads back.
     assert result("2026-12-03 07:00:00") == datetime(2026, 12, 3, 7, tzinfo=UTC)
     assert result("2026-12-03 07:00:00.5") == datetime(2026, 12, 3, 7, 0, 0, 500000, tzinfo=UTC)

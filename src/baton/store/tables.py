@@ -108,14 +108,23 @@ class UtcDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return generic
 
+        # Rows written by one transaction share its `now`, so a read meets the same text again and again: the last
+        # text and its value are kept (datetimes are immutable, so one value can go to every row).
+        last: list[tuple[Any, datetime | None]] = [(None, None)]
+
         def process(value: Any) -> datetime | None:
             if value is None:
                 return None
+            seen, parsed = last[0]
+            if value == seen:
+                return parsed
             try:
                 parsed = _from_text(value)
             except (TypeError, ValueError):  # not the text written above: the dialect's own parsing
                 return generic(value) if generic is not None else value
-            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            last[0] = (value, parsed)
+            return parsed
 
         return process
 

@@ -202,7 +202,9 @@ class Dispatcher:
         """`_claim`, which polls starting before its transaction does may join (`_join_claim`)."""
         key = (namespace, tuple(handlers))
         claim = _ClaimInFlight(asyncio.get_running_loop().create_future())
-        self._claims.setdefault(key, claim)
+        queued = self._claims.get(key)
+        if queued is None or queued.began:  # the newest claim not begun is the one to join
+            self._claims[key] = claim
         try:
             leases, soonest = await self._claim(namespace, handlers, worker_id, max_steps, claim)
             claim.drained, claim.soonest = len(leases) < max_steps, soonest

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from baton.config import StorageConfig
+from baton.store import SqlStore, open_store
 from tests.support.server import RunningServer, make_config, running_server, server
 
-__all__ = ["any_server", "backend_env", "server", "server_env"]
+__all__ = ["any_server", "backend_env", "server", "server_env", "sqlite_store"]
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -39,3 +41,13 @@ async def any_server(tmp_path: Path, backend_env: dict[str, str]) -> AsyncIterat
     """A Baton server on an ephemeral loopback port over the backend under test; stopped afterwards."""
     async with running_server(make_config(tmp_path, **backend_env)) as running:
         yield running
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """A migrated store on a SQLite file, for tests that drive the engine in process."""
+    store = await open_store(
+        StorageConfig(database_url=f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}"), auto_migrate=True
+    )
+    yield store
+    await store.close()

@@ -9,31 +9,26 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
-from baton.config import EngineConfig, StorageConfig
+from baton.config import EngineConfig
 from baton.domain.handlers import HandlerDefinition, StepDefinition
 from baton.engine import dispatch as dispatch_module
 from baton.engine.dispatch import Dispatcher
 from baton.engine.handlers import HandlerRegistry
 from baton.engine.notify import Notifier
 from baton.engine.tasks import NewTask, TaskEngine
-from baton.store import SqlStore, open_store
+from baton.store import SqlStore
 
 HANDLER = "work.drained"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    store = await open_store(
-        StorageConfig(database_url=f"sqlite+aiosqlite:///{tmp_path / 'drained.db'}"), auto_migrate=True
-    )
-    yield store
-    await store.close()
+def store(sqlite_store: SqlStore) -> SqlStore:
+    return sqlite_store
 
 
 @pytest.fixture

@@ -6,30 +6,25 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
 
-from baton.config import EngineConfig, StorageConfig
+from baton.config import EngineConfig
 from baton.domain.handlers import HandlerDefinition, StepDefinition
 from baton.engine.dispatch import Dispatcher
 from baton.engine.handlers import HandlerRegistry
 from baton.engine.notify import Notifier
 from baton.engine.tasks import NewTask, TaskEngine
-from baton.store import SqlStore, open_store, tables
+from baton.store import SqlStore, tables
 
 HANDLER = "work.eager"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    store = await open_store(
-        StorageConfig(database_url=f"sqlite+aiosqlite:///{tmp_path / 'eager.db'}"), auto_migrate=True
-    )
-    yield store
-    await store.close()
+def store(sqlite_store: SqlStore) -> SqlStore:
+    return sqlite_store
 
 
 @pytest.fixture

@@ -30,9 +30,11 @@ from typing import TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from baton.observability.logging import get_logger
 from baton.store.engine import BEGIN_IMMEDIATE
 
 T = TypeVar("T")
+log = get_logger(__name__)
 #: Reader threads (and connections): SQLite releases the GIL while it works, so a few overlap usefully.
 READERS = 3
 #: Seconds between background checkpoints at most (while there are writes), and the writer's own fallback.
@@ -57,6 +59,7 @@ class SqliteThreads:
         self._checkpoint_connection: sqlite3.Connection | None = None  # used in the checkpoint thread only
         self._checkpoint_due = 0.0  # monotonic time before which no checkpoint is started
         self._checkpointing = False
+        self._checkpoint_failed = False  # logged once
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one write transaction; commit when it returns, roll back when it raises.
@@ -108,8 +111,10 @@ class SqliteThreads:
                 self._checkpoint_connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
             self._checkpoint_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
-        except sqlite3.Error:  # the writer's own checkpoint still runs at WAL_AUTOCHECKPOINT pages
-            pass
+        except sqlite3.Error as exc:  # the writer's own checkpoint still runs at WAL_AUTOCHECKPOINT pages
+            if not self._checkpoint_failed:
+                self._checkpoint_failed = True
+                log.warning("sqlite.checkpoint_failed", error=repr(exc))
         finally:
             self._checkpointing = False
 

@@ -97,8 +97,8 @@ def test_serve_migrates_and_sigterm_exits_0(serving: tuple[subprocess.Popen[str]
     assert proc.wait(timeout=10) == 0
     assert time.monotonic() - started < 5
     stderr = proc.stderr.read() if proc.stderr else ""
-    assert '"event": "server.draining"' in stderr
-    assert '"event": "storage.closed"' in stderr
+    assert '"event":"server.draining"' in stderr
+    assert '"event":"storage.closed"' in stderr
 
 
 def test_sigterm_turns_health_not_serving_before_exit(tmp_path: Path) -> None:

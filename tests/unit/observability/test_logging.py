@@ -87,3 +87,26 @@ async def test_access_log_writes_after_its_interval() -> None:
     await asyncio.sleep(0.3)  # the batch interval is 0.1 s
     assert "/a/B" in stream.getvalue()
     assert "rpc" in stream.getvalue()
+
+
+def test_json_lines_are_compact_and_fall_back_for_what_orjson_refuses() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    log = get_logger("test")
+    log.info("dated", when=datetime(2026, 12, 3, tzinfo=UTC), keyed={1: "one"}, text="é\n")
+    log.info("sized", big=2**70)
+    dated, sized = stream.getvalue().strip().splitlines()[-2:]
+    assert '"event":"dated"' in dated
+    record = json.loads(dated)
+    assert record["when"] == "2026-12-03T00:00:00+00:00"
+    assert record["keyed"] == {"1": "one"}
+    assert record["text"] == "é\n"
+    assert json.loads(sized)["big"] == 2**70  # beyond 64 bits: orjson refuses it, the standard library writes it
+
+
+def test_json_dumps_matches_the_standard_library() -> None:
+    from baton.observability.logging import json_dumps
+
+    event = {"a": 1, "b": [1.5, None, True], "c": {"d": "x\u2028y"}}
+    assert json.loads(json_dumps(event)) == event
+    assert json_dumps({"n": 2**64}) == '{"n":18446744073709551616}'

@@ -98,7 +98,12 @@ class ServerConfig(_Section):
         le=128 * 1024 * 1024,
     )
     max_concurrent_rpcs: int = setting(
-        10_000, "an integer between 1 and 1000000", "Concurrent RPCs before new ones are refused.", ge=1, le=10**6
+        10_000,
+        "an integer between 1 and 1000000",
+        "Concurrent RPCs before new ones are refused (`RESOURCE_EXHAUSTED`, reason `SERVER_OVERLOADED`; health "
+        "and reflection not counted).",
+        ge=1,
+        le=10**6,
     )
     grace_seconds: float = setting(
         10.0, "a number between 0 and 600", "Time in-flight RPCs get to finish on shutdown.", ge=0, le=600

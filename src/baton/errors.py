@@ -125,6 +125,12 @@ class RateLimited(BatonError):
         self.retry_after = retry_after
 
 
+class Overloaded(RateLimited):
+    """The server is serving as many calls as it admits at once (BATON_MAX_CONCURRENT_RPCS)."""
+
+    reason = "SERVER_OVERLOADED"
+
+
 class ResourceExhausted(BatonError):
     """A size or quota limit other than the rate limit."""
 

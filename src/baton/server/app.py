@@ -99,12 +99,12 @@ class BatonServer:
                 rate_limit=runtime.config.rate_limit,
                 metrics=runtime.metrics,
                 tracer_provider=runtime.tracer_provider,
+                max_concurrent_rpcs=runtime.config.server.max_concurrent_rpcs,
             )
         )
         self._server = grpc.aio.server(
             interceptors=built.interceptors,
             options=server_options(self.config.server),
-            maximum_concurrent_rpcs=self.config.server.max_concurrent_rpcs,
         )
         context = ServiceContext(
             runtime=runtime,

@@ -40,6 +40,7 @@ class Call:
     """Per-RPC state shared by the concerns and the servicer."""
 
     __slots__ = (
+        "admitted",
         "code",
         "context",
         "deadline",
@@ -77,6 +78,7 @@ class Call:
         self.messages_received = 0
         self.messages_sent = 0
         self.trailing_metadata: list[tuple[str, str]] = []
+        self.admitted = False  # counted in by the concurrency limit
 
     def time_remaining(self) -> float | None:
         """Seconds left before the call's deadline (the caller's, or the contract's default)."""

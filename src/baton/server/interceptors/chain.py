@@ -2,8 +2,8 @@
 
 Read `build_chain` top to bottom to know what every request goes through:
 
-    request ID → tracing → metrics + access log → error boundary → authentication → authorization
-    → rate limit → deadline → servicer
+    request ID → tracing → metrics + access log → error boundary → admission (concurrent calls)
+    → authentication → authorization → rate limit → deadline → servicer
 
 The chain wraps every method handler once, when services are registered (registrar.py). Tracing spans are
 opened by OpenTelemetry's own aio interceptor, the one gRPC interceptor left, placed outside the chain and only
@@ -13,7 +13,7 @@ the servicer raise into a google.rpc.Status before the `after` hooks of metrics 
 see the final code.
 
 Exemptions are declared here and nowhere else: health and reflection get request IDs, metrics and access logs
-but no authentication, authorization, rate limit or deadline.
+but no admission limit, authentication, authorization, rate limit or deadline.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from baton.ratelimit import RateLimiter
 from baton.server.interceptors.access_log import AccessLogConcern
 from baton.server.interceptors.auth import AuthenticationConcern, AuthorizationConcern
 from baton.server.interceptors.base import Chain, Concern
+from baton.server.interceptors.concurrency import ConcurrencyConcern
 from baton.server.interceptors.deadline import DeadlineConcern
 from baton.server.interceptors.errors import ErrorBoundary
 from baton.server.interceptors.metrics import MetricsConcern, ServerMetrics
@@ -59,6 +60,8 @@ class ChainDependencies:
     rate_limit: RateLimitConfig
     metrics: ServerMetrics
     tracer_provider: TracerProvider | None = None
+    #: Calls admitted at once (BATON_MAX_CONCURRENT_RPCS); None for no limit.
+    max_concurrent_rpcs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,10 @@ def build_chain(deps: ChainDependencies) -> BuiltChain:
     outer: list[Concern] = [request_id, TracingConcern()] if tracing_on else [request_id]
     outer += [metrics, access_log]
     # The error boundary sits here (Chain's exception handler).
-    concerns: list[Concern] = [
-        *outer,
+    concerns: list[Concern] = [*outer]
+    if deps.max_concurrent_rpcs is not None:
+        concerns.append(ConcurrencyConcern(deps.max_concurrent_rpcs))
+    concerns += [
         AuthenticationConcern(
             deps.authenticator,
             deps.audit,

@@ -117,3 +117,44 @@ async def test_sqlite_checkpoints_run_in_a_thread_beside_the_writer(store: SqlSt
     assert count == written
     autocheckpoint = await store.run_in_transaction(lambda c: c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
     assert autocheckpoint == writer.WAL_AUTOCHECKPOINT
+
+
+async def test_sqlite_writer_load_is_measured(store: SqlStore, backend: str) -> None:
+    """The writer's transactions, busy and CPU seconds and queueing are counted: a transaction that sleeps in the
+    writer is busy but not on the CPU, one that fails is counted too, and one submitted behind it queues."""
+    if backend != "sqlite":
+        pytest.skip("the SQLite writer thread only")
+    import time
+
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    names = (
+        "baton_sqlite_write_transactions_total",
+        "baton_sqlite_writer_busy_seconds_total",
+        "baton_sqlite_writer_cpu_seconds_total",
+        "baton_sqlite_write_queue_seconds_count",
+        "baton_sqlite_write_queue_seconds_sum",
+    )
+    before = {name: sample(name) for name in names}
+
+    def slow(connection: Connection) -> None:
+        connection.execute(select(1))
+        time.sleep(0.1)
+
+    def fail(connection: Connection) -> None:
+        raise RuntimeError("rolled back")
+
+    first = asyncio.ensure_future(store.run_in_transaction(slow))
+    await asyncio.sleep(0.02)  # the slow transaction is in the writer now
+    await asyncio.gather(first, store.run_in_transaction(lambda c: c.execute(select(1)).scalar()))
+    with pytest.raises(RuntimeError):
+        await store.run_in_transaction(fail)
+    after = {name: sample(name) - before[name] for name in names}
+    assert after["baton_sqlite_write_transactions_total"] == 3
+    assert after["baton_sqlite_write_queue_seconds_count"] == 3
+    assert after["baton_sqlite_writer_busy_seconds_total"] >= 0.1
+    assert after["baton_sqlite_writer_cpu_seconds_total"] < after["baton_sqlite_writer_busy_seconds_total"] - 0.05
+    assert after["baton_sqlite_write_queue_seconds_sum"] >= 0.05, "the second transaction waited behind the first"

@@ -17,6 +17,11 @@ Left to SQLite, the commit that takes the WAL past 1000 pages runs the checkpoin
 every write waits for, spent a few milliseconds in it every few hundred tasks (an fsync here costs about 5 ms).
 The writer's own automatic checkpoint stays as a safety net at WAL_AUTOCHECKPOINT pages (about 40 MB), for when
 the background ones cannot finish.
+
+The one writer is what an embedded deployment runs out of first, so its load is measured (WRITER_* metrics):
+transactions, the seconds it was busy in them and, of those, the seconds it was on the CPU (the rest it waited,
+mostly for the GIL the event loop held), and how long each transaction queued before it began. Busy seconds
+growing by nearly one a second mean the writer is saturated.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection, Engine
 
 from baton.observability.logging import get_logger
@@ -40,6 +46,20 @@ READERS = 3
 #: Seconds between background checkpoints at most (while there are writes), and the writer's own fallback.
 CHECKPOINT_INTERVAL = 0.25
 WAL_AUTOCHECKPOINT = 10_000
+
+WRITER_TRANSACTIONS = Counter("baton_sqlite_write_transactions", "Write transactions run by the SQLite writer thread.")
+WRITER_BUSY = Counter(
+    "baton_sqlite_writer_busy_seconds", "Seconds the SQLite writer thread spent in write transactions (wall clock)."
+)
+WRITER_CPU = Counter(
+    "baton_sqlite_writer_cpu_seconds",
+    "CPU seconds the SQLite writer thread used in write transactions (busy seconds less waits for the GIL and I/O).",
+)
+WRITER_QUEUED = Histogram(
+    "baton_sqlite_write_queue_seconds",
+    "Seconds a write transaction waited for the SQLite writer thread before it began.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 
 class SqliteThreads:
@@ -69,7 +89,8 @@ class SqliteThreads:
         """
         if self._write_thread is None:  # first use, or used again after close() (as a disposed engine reconnects)
             self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-sqlite-writer")
-        return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._write, fn)
+        submitted = time.perf_counter()
+        return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._write, fn, submitted)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one read transaction (a consistent snapshot), rolled back at the end."""
@@ -77,7 +98,17 @@ class SqliteThreads:
             self._read_threads = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="baton-sqlite-reader")
         return await asyncio.get_running_loop().run_in_executor(self._read_threads, self._read, fn)
 
-    def _write(self, fn: Callable[[Connection], T]) -> T:
+    def _write(self, fn: Callable[[Connection], T], submitted: float) -> T:
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        WRITER_QUEUED.observe(started - submitted)
+        try:
+            return self._transaction(fn)
+        finally:
+            WRITER_TRANSACTIONS.inc()
+            WRITER_BUSY.inc(time.perf_counter() - started)
+            WRITER_CPU.inc(time.thread_time() - cpu_started)
+
+    def _transaction(self, fn: Callable[[Connection], T]) -> T:
         connection = self._write_connection
         if connection is None or connection.closed or connection.invalidated:
             if connection is not None:

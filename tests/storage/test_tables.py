@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import CheckConstraint, func, inspect, select
+from sqlalchemy import CheckConstraint, Text, cast, func, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, StatementError
 
@@ -201,3 +201,23 @@ async def test_deleting_a_principal_deletes_its_credentials(store: SqlStore, row
     )
 
     assert [await store.run_in_transaction(count(table)) for table in credentials] == [0, 0, 0, 0]
+
+
+async def test_json_columns_round_trip_through_orjson_and_the_fallback(store: SqlStore, rows: Rows) -> None:
+    """JSON columns are stored as compact orjson text; what orjson refuses (an integer past 64 bits, a key that is
+    not a string) is stored by the standard library instead; every value reads back as it was written."""
+    from baton.store.engine import json_text, json_value
+
+    context = {"order": {"id": "o-1", "lines": [1, 2.5, None, True]}, "note": "ünïcode ✓"}
+    task_id = await rows.task(context=context, tags=["a", "b"])
+    text_of = select(cast(tables.tasks.c.context, Text)).where(tables.tasks.c.id == task_id)
+    stored = await store.run_read(lambda c: c.execute(text_of).scalar_one())
+    # SQLite and PostgreSQL's json type both keep the text as written.
+    assert stored == '{"order":{"id":"o-1","lines":[1,2.5,null,true]},"note":"ünïcode ✓"}'
+    read = await store.run_read(
+        lambda c: c.execute(select(tables.tasks.c.context, tables.tasks.c.tags).where(tables.tasks.c.id == task_id))
+    )
+    assert read.one() == (context, ["a", "b"])
+    assert json_text({"big": 2**70}) == '{"big": 1180591620717411303424}'
+    assert json_value(json_text({"big": 2**70})) == {"big": 2**70}
+    assert json_text({1: "x"}) == '{"1": "x"}'

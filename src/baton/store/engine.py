@@ -4,16 +4,24 @@ SQLite connections get their pragmas on connect (WAL, busy timeout, foreign keys
 driver's own transaction handling is replaced by explicit BEGINs, so DDL is transactional and SAVEPOINTs work.
 A connection whose execution options hold `sqlite_begin_immediate=True` begins with BEGIN IMMEDIATE: it takes
 the write lock up front and so waits (busy_timeout) instead of failing when two writers meet.
+
+JSON columns (task contexts, results, retry policies, handler definitions) are written and read by orjson on
+every engine (`JSON_OPTIONS`), with the standard library as the fallback for what orjson refuses (integers past 64
+bits, keys that are not strings). NaN and Infinity never reach a column: requests carrying them are refused at
+the API, and handler definitions are encoded with `allow_nan=False`. Digests and fingerprints of JSON are made
+with the standard library explicitly (domain/handlers.py, the request hashes), so they do not depend on this.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -30,6 +38,26 @@ if TYPE_CHECKING:
 
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10.0
 BEGIN_IMMEDIATE = "sqlite_begin_immediate"
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as text: orjson's (compact), or the standard library's for what orjson refuses."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value)
+
+
+def json_value(text: str | bytes) -> Any:
+    """A JSON column's text as a value."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+#: How every engine encodes and decodes JSON columns.
+JSON_OPTIONS: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": json_value}
 
 
 def redacted_url(url: str | URL) -> str:
@@ -75,6 +103,7 @@ def create_engine(config: StorageConfig) -> AsyncEngine:
         return sqlite_async_engine(url, config.sqlite_busy_timeout_ms)
     return create_async_engine(
         url,
+        **JSON_OPTIONS,
         pool_size=config.pool_size,
         max_overflow=0,
         pool_pre_ping=True,
@@ -112,7 +141,7 @@ def sqlite_async_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
     """An aiosqlite AsyncEngine with Baton's pragmas and explicit BEGINs."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, **JSON_OPTIONS)
     _configure_sqlite(engine.sync_engine, busy_timeout_ms)
     return engine
 
@@ -123,8 +152,8 @@ def create_sqlite_thread_engines(url: URL, busy_timeout_ms: int, readers: int) -
     sync_url = url.set(drivername="sqlite+pysqlite")
     # The driver's prepared-statement cache (128 by default) holds the multi-row INSERTs of store/bulk.py too.
     thread_free = {"check_same_thread": False, "cached_statements": 512}
-    writer = sa_create_engine(sync_url, poolclass=StaticPool, connect_args=thread_free)
-    reader = sa_create_engine(sync_url, pool_size=readers, max_overflow=0, connect_args=thread_free)
+    writer = sa_create_engine(sync_url, poolclass=StaticPool, connect_args=thread_free, **JSON_OPTIONS)
+    reader = sa_create_engine(sync_url, pool_size=readers, max_overflow=0, connect_args=thread_free, **JSON_OPTIONS)
     for engine in (writer, reader):
         _configure_sqlite(engine, busy_timeout_ms)
     return writer, reader

@@ -24,6 +24,7 @@ from baton.engine.outcomes import lease_seconds, lease_timeout
 from baton.engine.task_sql import EventLog
 from baton.engine.touched import Touched
 from baton.store.bulk import execute_many
+from baton.store.keys import by_backend, in_list
 from baton.store.tables import step_dependencies, steps, workers
 
 _S = steps.c
@@ -234,10 +235,12 @@ _SET_EXPIRY = update(steps).where(_S.id == bindparam("step_id")).values(lease_ex
 
 
 _dependency = steps.alias("dependency")
-_DEPENDENCY_RESULTS = (
-    select(step_dependencies.c.step_id, _dependency.c.name, _dependency.c.result)
-    .join(_dependency, _dependency.c.id == step_dependencies.c.depends_on_step_id)
-    .where(step_dependencies.c.step_id.in_(bindparam("step_ids", expanding=True)))
+_DEPENDENCY_RESULTS = by_backend(
+    lambda backend: (
+        select(step_dependencies.c.step_id, _dependency.c.name, _dependency.c.result)
+        .join(_dependency, _dependency.c.id == step_dependencies.c.depends_on_step_id)
+        .where(in_list(step_dependencies.c.step_id, "step_ids", backend))
+    )
 )
 _SOONEST_ATTEMPT = select(func.min(_S.next_attempt_at)).where(
     _S.namespace == bindparam("in_namespace"),
@@ -249,7 +252,8 @@ _SOONEST_ATTEMPT = select(func.min(_S.next_attempt_at)).where(
 
 def _dependency_results(connection: Connection, step_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for step_id, name, result in connection.execute(_DEPENDENCY_RESULTS, {"step_ids": step_ids}):
+    statement = _DEPENDENCY_RESULTS[connection.dialect.name]
+    for step_id, name, result in connection.execute(statement, {"step_ids": step_ids}):
         results.setdefault(step_id, {})[name] = dict(result or {})
     return results
 

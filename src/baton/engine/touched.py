@@ -26,6 +26,7 @@ from baton.engine.metrics import TASKS_FINISHED
 from baton.engine.notify import Notifier
 from baton.engine.task_sql import INSERT_EVENTS, EventLog
 from baton.store.bulk import execute_many
+from baton.store.keys import by_backend, in_list
 from baton.store.tables import step_dependencies, steps, tasks
 
 _S = steps.c
@@ -51,47 +52,54 @@ _DEPENDENCY_DONE = (
 _TASK_COLUMNS = [column for column in tasks.c if column.name not in ("context", "tags", "trace_context")]
 
 
-def _tasks_by_id(*columns: Any) -> Select[Any]:
-    return (
-        select(*columns)
-        .where(_T.id.in_(bindparam("task_ids", expanding=True)))
-        .order_by(_T.id)
+def _tasks_by_id(backend: str, *columns: Any) -> Select[Any]:
+    return select(*columns).where(in_list(_T.id, "task_ids", backend)).order_by(_T.id).with_for_update(key_share=True)
+
+
+_TASKS_BY_ID = by_backend(lambda backend: _tasks_by_id(backend, *_TASK_COLUMNS))
+#: The same with what a lease carries of its task (`load_tasks(..., for_leases=True)`).
+_TASKS_FOR_LEASES = by_backend(lambda backend: _tasks_by_id(backend, *_TASK_COLUMNS, _T.context, _T.trace_context))
+#: What the outcomes read of a step: not its result or last error (JSON they never look at).
+_STEPS_BY_ID = by_backend(
+    lambda backend: (
+        select(*[column for column in steps.c if column.name not in ("result", "last_error")])
+        .where(in_list(_S.id, "step_ids", backend))
+        .order_by(_S.id)
         .with_for_update(key_share=True)
     )
-
-
-_TASKS_BY_ID = _tasks_by_id(*_TASK_COLUMNS)
-#: The same with what a lease carries of its task (`load_tasks(..., for_leases=True)`).
-_TASKS_FOR_LEASES = _tasks_by_id(*_TASK_COLUMNS, _T.context, _T.trace_context)
-#: What the outcomes read of a step: not its result or last error (JSON they never look at).
-_STEPS_BY_ID = (
-    select(*[column for column in steps.c if column.name not in ("result", "last_error")])
-    .where(_S.id.in_(bindparam("step_ids", expanding=True)))
-    .order_by(_S.id)
-    .with_for_update(key_share=True)
 )
-_DEPENDENTS = select(step_dependencies.c.step_id).where(
-    step_dependencies.c.depends_on_step_id.in_(bindparam("step_ids", expanding=True))
-)
-_NOW_READY = (
-    select(_S.id, _S.task_id, _S.name, _S.namespace, _S.step_handler, _S.attempts)
-    .where(
-        _S.id.in_(bindparam("step_ids", expanding=True)),
-        _S.remaining_dependencies <= 0,
-        _S.state == StepState.PENDING.value,
-    )
-    .order_by(_S.task_id, _S.position)
-)
-_MAKE_READY = (
-    update(steps)
-    .where(_S.id.in_(bindparam("step_ids", expanding=True)))
-    .values(
-        state=StepState.READY.value,
-        ready_time=bindparam("ready_at", type_=_S.ready_time.type),
-        next_attempt_at=bindparam("ready_at", type_=_S.next_attempt_at.type),
+_DEPENDENTS = by_backend(
+    lambda backend: select(step_dependencies.c.step_id).where(
+        in_list(step_dependencies.c.depends_on_step_id, "step_ids", backend)
     )
 )
-_STEP_STATES = select(_S.task_id, _S.state).where(_S.task_id.in_(bindparam("task_ids", expanding=True)))
+
+
+def _now_ready(backend: str) -> Select[Any]:
+    # On SQLite the state is compared as an expression (`state || ''`), so that the planner looks the IDs up by
+    # primary key: with the IDs in a subquery of unknown size it chose to scan every PENDING step through
+    # ix_steps_lease_expiry instead.
+    state = _S.state.concat("") if backend == "sqlite" else _S.state
+    return (
+        select(_S.id, _S.task_id, _S.name, _S.namespace, _S.step_handler, _S.attempts)
+        .where(in_list(_S.id, "step_ids", backend), _S.remaining_dependencies <= 0, state == StepState.PENDING.value)
+        .order_by(_S.task_id, _S.position)
+    )
+
+
+_NOW_READY = by_backend(_now_ready)
+_MAKE_READY = by_backend(
+    lambda backend: (
+        update(steps)
+        .where(in_list(_S.id, "step_ids", backend))
+        .values(
+            state=StepState.READY.value,
+            ready_time=bindparam("ready_at", type_=_S.ready_time.type),
+            next_attempt_at=bindparam("ready_at", type_=_S.next_attempt_at.type),
+        )
+    )
+)
+_STEP_STATES = by_backend(lambda backend: select(_S.task_id, _S.state).where(in_list(_S.task_id, "task_ids", backend)))
 _INSERT_EVENTS = INSERT_EVENTS
 _SETTLE_TASK = (
     update(tasks)
@@ -121,6 +129,10 @@ class Touched:
     released: list[tuple[str, str]] = field(default_factory=list)
     finished: list[tuple[str, str, str]] = field(default_factory=list)
     leasable: set[str] = field(default_factory=set)  # tasks whose rows carry context and trace context
+    backend: str = field(init=False)  # the dialect's name: which of each statement's builds to run
+
+    def __post_init__(self) -> None:
+        self.backend = self.connection.dialect.name
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -135,7 +147,7 @@ class Touched:
             missing = sorted(wanted - self.tasks.keys())
         if not missing:
             return
-        statement: Select[Any] = _TASKS_FOR_LEASES if for_leases else _TASKS_BY_ID
+        statement: Select[Any] = (_TASKS_FOR_LEASES if for_leases else _TASKS_BY_ID)[self.backend]
         for row in self.connection.execute(statement, {"task_ids": missing}):
             known = self.tasks.get(row.id)
             events = known[1] if known is not None else EventLog(row.id, row.last_event_sequence, self.actor, self.now)
@@ -153,7 +165,9 @@ class Touched:
         """Read (and lock) these step rows in one query, and the rows of their tasks in another."""
         missing = sorted(set(step_ids) - self.steps.keys())
         if missing:
-            self.steps.update({row.id: row for row in self.connection.execute(_STEPS_BY_ID, {"step_ids": missing})})
+            self.steps.update(
+                {row.id: row for row in self.connection.execute(_STEPS_BY_ID[self.backend], {"step_ids": missing})}
+            )
         self.load_tasks(row.task_id for row in self.steps.values())
 
     def step(self, step_id: str) -> Row[Any] | None:
@@ -161,7 +175,7 @@ class Touched:
         changed it since."""
         if step_id in self.changed_steps or step_id not in self.steps:
             self.flush()
-            row = self.connection.execute(_STEPS_BY_ID, {"step_ids": [step_id]}).first()
+            row = self.connection.execute(_STEPS_BY_ID[self.backend], {"step_ids": [step_id]}).first()
             if row is None:
                 return None
             self.steps[step_id] = row
@@ -196,14 +210,14 @@ class Touched:
             self._release([step_id for _task_id, step_id in released])
 
     def _release(self, step_ids: list[str]) -> None:
-        done = Counter(self.connection.execute(_DEPENDENTS, {"step_ids": step_ids}).scalars())
+        done = Counter(self.connection.execute(_DEPENDENTS[self.backend], {"step_ids": step_ids}).scalars())
         if not done:
             return
         execute_many(self.connection, _DEPENDENCY_DONE, [{"step_id": sid, "done": n} for sid, n in done.items()])
-        ready = self.connection.execute(_NOW_READY, {"step_ids": list(done)}).all()
+        ready = self.connection.execute(_NOW_READY[self.backend], {"step_ids": list(done)}).all()
         if not ready:
             return
-        self.connection.execute(_MAKE_READY, {"step_ids": [r.id for r in ready], "ready_at": self.now})
+        self.connection.execute(_MAKE_READY[self.backend], {"step_ids": [r.id for r in ready], "ready_at": self.now})
         for r in ready:
             self.changed(r.id)
             _row, events = self.task(r.task_id)
@@ -226,7 +240,7 @@ class Touched:
             for task_id, (row, _events) in self.tasks.items():
                 states[task_id] = [StepState.RUNNING, *([StepState.FAILED] if row.state == "FAILED" else [])]
         else:
-            for task_id, state in self.connection.execute(_STEP_STATES, {"task_ids": list(self.tasks)}):
+            for task_id, state in self.connection.execute(_STEP_STATES[self.backend], {"task_ids": list(self.tasks)}):
                 states[task_id].append(StepState(state))
         updates, events_rows = [], []
         for task_id, (row, events) in self.tasks.items():

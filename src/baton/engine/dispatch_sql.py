@@ -24,7 +24,7 @@ from baton.engine.outcomes import lease_seconds, lease_timeout
 from baton.engine.task_sql import EventLog
 from baton.engine.touched import Touched
 from baton.store.bulk import execute_many
-from baton.store.keys import by_backend, in_list
+from baton.store.keys import by_backend, in_list, keys
 from baton.store.tables import step_dependencies, steps, workers
 
 _S = steps.c
@@ -235,13 +235,24 @@ _SET_EXPIRY = update(steps).where(_S.id == bindparam("step_id")).values(lease_ex
 
 
 _dependency = steps.alias("dependency")
-_DEPENDENCY_RESULTS = by_backend(
-    lambda backend: (
-        select(step_dependencies.c.step_id, _dependency.c.name, _dependency.c.result)
-        .join(_dependency, _dependency.c.id == step_dependencies.c.depends_on_step_id)
+
+
+def _dependency_results_statement(backend: str) -> Select[Any]:
+    columns = (step_dependencies.c.step_id, _dependency.c.name, _dependency.c.result)
+    on_dependency = _dependency.c.id == step_dependencies.c.depends_on_step_id
+    if backend == "sqlite":
+        listed = keys("step_ids")
+        joined = listed.join(step_dependencies, step_dependencies.c.step_id == listed.c.value)
+        return select(*columns).select_from(joined.join(_dependency, on_dependency))
+    return (
+        select(*columns)
+        .join(_dependency, on_dependency)
         .where(in_list(step_dependencies.c.step_id, "step_ids", backend))
     )
-)
+
+
+_DEPENDENCY_RESULTS = by_backend(_dependency_results_statement)
+
 _SOONEST_ATTEMPT = select(func.min(_S.next_attempt_at)).where(
     _S.namespace == bindparam("in_namespace"),
     _S.step_handler.in_(bindparam("in_step_handlers", expanding=True)),

@@ -26,7 +26,7 @@ from baton.engine.metrics import TASKS_FINISHED
 from baton.engine.notify import Notifier
 from baton.engine.task_sql import INSERT_EVENTS, EventLog
 from baton.store.bulk import execute_many
-from baton.store.keys import by_backend, in_list
+from baton.store.keys import by_backend, in_list, keyed
 from baton.store.tables import step_dependencies, steps, tasks
 
 _S = steps.c
@@ -52,42 +52,44 @@ _DEPENDENCY_DONE = (
 _TASK_COLUMNS = [column for column in tasks.c if column.name not in ("context", "tags", "trace_context")]
 
 
-def _tasks_by_id(backend: str, *columns: Any) -> Select[Any]:
-    return select(*columns).where(in_list(_T.id, "task_ids", backend)).order_by(_T.id).with_for_update(key_share=True)
+def _by_id(backend: str, statement: Select[Any], column: Any, name: str) -> Select[Any]:
+    """Rows by a list of IDs, locked (PostgreSQL, in ID order; SQLite's write lock covers the transaction, and the
+    rows come in the order of the list, which the callers sort)."""
+    statement = keyed(statement, column, name, backend)
+    return statement if backend == "sqlite" else statement.order_by(column).with_for_update(key_share=True)
 
 
-_TASKS_BY_ID = by_backend(lambda backend: _tasks_by_id(backend, *_TASK_COLUMNS))
+_TASKS_BY_ID = by_backend(lambda backend: _by_id(backend, select(*_TASK_COLUMNS), _T.id, "task_ids"))
 #: The same with what a lease carries of its task (`load_tasks(..., for_leases=True)`).
-_TASKS_FOR_LEASES = by_backend(lambda backend: _tasks_by_id(backend, *_TASK_COLUMNS, _T.context, _T.trace_context))
+_TASKS_FOR_LEASES = by_backend(
+    lambda backend: _by_id(backend, select(*_TASK_COLUMNS, _T.context, _T.trace_context), _T.id, "task_ids")
+)
 #: What the outcomes read of a step: not its result or last error (JSON they never look at).
 _STEPS_BY_ID = by_backend(
-    lambda backend: (
-        select(*[column for column in steps.c if column.name not in ("result", "last_error")])
-        .where(in_list(_S.id, "step_ids", backend))
-        .order_by(_S.id)
-        .with_for_update(key_share=True)
+    lambda backend: _by_id(
+        backend,
+        select(*[column for column in steps.c if column.name not in ("result", "last_error")]),
+        _S.id,
+        "step_ids",
     )
 )
 _DEPENDENTS = by_backend(
-    lambda backend: select(step_dependencies.c.step_id).where(
-        in_list(step_dependencies.c.depends_on_step_id, "step_ids", backend)
+    lambda backend: keyed(
+        select(step_dependencies.c.step_id), step_dependencies.c.depends_on_step_id, "step_ids", backend
     )
 )
-
-
-def _now_ready(backend: str) -> Select[Any]:
-    # On SQLite the state is compared as an expression (`state || ''`), so that the planner looks the IDs up by
-    # primary key: with the IDs in a subquery of unknown size it chose to scan every PENDING step through
-    # ix_steps_lease_expiry instead.
-    state = _S.state.concat("") if backend == "sqlite" else _S.state
-    return (
-        select(_S.id, _S.task_id, _S.name, _S.namespace, _S.step_handler, _S.attempts)
-        .where(in_list(_S.id, "step_ids", backend), _S.remaining_dependencies <= 0, state == StepState.PENDING.value)
+_NOW_READY = by_backend(
+    lambda backend: (
+        keyed(
+            select(_S.id, _S.task_id, _S.name, _S.namespace, _S.step_handler, _S.attempts),
+            _S.id,
+            "step_ids",
+            backend,
+        )
+        .where(_S.remaining_dependencies <= 0, _S.state == StepState.PENDING.value)
         .order_by(_S.task_id, _S.position)
     )
-
-
-_NOW_READY = by_backend(_now_ready)
+)
 _MAKE_READY = by_backend(
     lambda backend: (
         update(steps)
@@ -99,7 +101,7 @@ _MAKE_READY = by_backend(
         )
     )
 )
-_STEP_STATES = by_backend(lambda backend: select(_S.task_id, _S.state).where(in_list(_S.task_id, "task_ids", backend)))
+_STEP_STATES = by_backend(lambda backend: keyed(select(_S.task_id, _S.state), _S.task_id, "task_ids", backend))
 _INSERT_EVENTS = INSERT_EVENTS
 _SETTLE_TASK = (
     update(tasks)

@@ -47,6 +47,10 @@ REQUIRED = {
     "baton_ready_steps",
     "baton_active_leases",
     "baton_active_pollers",
+    "baton_sqlite_writer_busy_seconds_total",
+    "baton_sqlite_writer_cpu_seconds_total",
+    "baton_sqlite_write_transactions_total",
+    "baton_sqlite_write_queue_seconds_bucket",
 }
 
 _KEYWORDS = {

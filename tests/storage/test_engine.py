@@ -99,3 +99,18 @@ def test_redacted_url_hides_the_password_only() -> None:
     assert redacted_url(f"postgresql+asyncpg://u:{SECRET}@db:5432/baton") == "postgresql+asyncpg://u:***@db:5432/baton"
     assert redacted_url("sqlite+aiosqlite:///./baton.db") == "sqlite+aiosqlite:///./baton.db"
     assert redacted_url("not a url") == "<unparseable database URL>"
+
+
+def test_sqlite_library_older_than_baton_needs_is_unavailable(tmp_path: Path) -> None:
+    """An old SQLite library (RETURNING, UPDATE … FROM or json_each missing) stops start-up with both versions
+    named; the library this Python links passes."""
+    from sqlalchemy.engine import make_url
+
+    from baton.store.engine import MIN_SQLITE_VERSION, check_sqlite_library
+
+    url = make_url(f"sqlite+aiosqlite:///{tmp_path}/baton.db")
+    check_sqlite_library(url)
+    with pytest.raises(StorageUnavailable) as caught:
+        check_sqlite_library(url, (3, 31, 1))
+    assert "SQLite 3.31.1 is too old" in caught.value.reason
+    assert ".".join(map(str, MIN_SQLITE_VERSION)) in caught.value.reason

@@ -123,9 +123,31 @@ def _probe_sqlite_file(url: URL, path: Path) -> None:
         raise unavailable(url, exc) from exc
 
 
+#: The oldest SQLite library Baton runs on: RETURNING (3.35), UPDATE … FROM (3.33) and JSON functions built in
+#: (3.38; json_each binds the key lists of store/keys.py).
+MIN_SQLITE_VERSION = (3, 38, 0)
+
+
+def check_sqlite_library(url: URL, version: tuple[int, int, int] = sqlite3.sqlite_version_info) -> None:
+    """StorageUnavailable, naming the versions, when the SQLite library Python links is older than Baton needs or
+    lacks its JSON functions."""
+    found = ".".join(map(str, version))
+    needed = ".".join(map(str, MIN_SQLITE_VERSION))
+    if version < MIN_SQLITE_VERSION:
+        raise StorageUnavailable(
+            redacted_url(url), f"SQLite {found} is too old: Baton needs {needed} or later (Python's sqlite3 links it)"
+        )
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+            connection.execute("SELECT count(*) FROM json_each('[1]')").fetchone()
+    except sqlite3.Error as exc:
+        raise StorageUnavailable(redacted_url(url), f"SQLite {found} has no JSON functions ({exc})") from exc
+
+
 def prepare_sqlite_file(url: URL) -> None:
-    """Create the parent directory of a SQLite file and open the file once; StorageUnavailable when either fails.
-    Nothing to do for an in-memory database."""
+    """Check the SQLite library, create the parent directory of a SQLite file and open the file once;
+    StorageUnavailable when any fails. An in-memory database only needs the library."""
+    check_sqlite_library(url)
     path = sqlite_path(url)
     if path is not None:
         try:

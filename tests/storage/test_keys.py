@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import Select, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
@@ -52,10 +53,10 @@ async def test_keyed_and_in_list_read_exactly_the_listed_keys(store: SqlStore, b
 
 
 async def test_dispatch_reads_use_the_key_indexes_on_sqlite(store: SqlStore, backend: str) -> None:
-    """Every statement built with in_list looks its keys up by index (EXPLAIN QUERY PLAN), including the read of
-    steps now ready, whose state condition the planner would otherwise have preferred."""
+    """Every statement built with keyed or in_list looks its keys up by index (EXPLAIN QUERY PLAN), scans only the
+    keys themselves, and (but for the UPDATE) builds no ephemeral index of them."""
     if backend != "sqlite":
-        return
+        pytest.skip("SQLite's query plans only: PostgreSQL keeps the expanding IN")
     statements = {
         "tasks by id": touched._TASKS_BY_ID,
         "tasks for leases": touched._TASKS_FOR_LEASES,

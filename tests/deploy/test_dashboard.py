@@ -50,6 +50,7 @@ REQUIRED = {
     "baton_sqlite_writer_busy_seconds_total",
     "baton_sqlite_writer_cpu_seconds_total",
     "baton_sqlite_write_transactions_total",
+    "baton_sqlite_writes_total",
     "baton_sqlite_write_queue_seconds_bucket",
 }
 

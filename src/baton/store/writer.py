@@ -18,20 +18,33 @@ every write waits for, spent a few milliseconds in it every few hundred tasks (a
 The writer's own automatic checkpoint stays as a safety net at WAL_AUTOCHECKPOINT pages (about 40 MB), for when
 the background ones cannot finish.
 
+Group commit: writes queued while the writer is busy run together in its next transaction (at most GROUP_LIMIT),
+each in a SAVEPOINT of its own, so one that raises is rolled back alone and its caller gets the exception while
+the others commit. They run one after another in the order they were submitted, each seeing what those before
+it wrote, exactly as separate transactions would; each caller hears back only after the COMMIT, all of a group's
+callers in one hand-over to the event loop. A group pays one BEGIN, one COMMIT (each page it changed is written
+to the WAL once, not once per write) and one wake-up of the loop, instead of one of each per write; alone, a
+write runs in a transaction of its own, without a savepoint. When an error ends the whole transaction (SQLite
+rolls back by itself on a full disk or an I/O error) or the COMMIT fails, nothing of the group was written and
+every write in it fails with that error.
+
 The one writer is what an embedded deployment runs out of first, so its load is measured (WRITER_* metrics):
-transactions, the seconds it was busy in them and, of those, the seconds it was on the CPU (the rest it waited,
-mostly for the GIL the event loop held), and how long each transaction queued before it began. Busy seconds
-growing by nearly one a second mean the writer is saturated.
+transactions and the writes in them, the seconds it was busy in them and, of those, the seconds it was on the CPU
+(the rest it waited, mostly for the GIL the event loop held), and how long each write queued before its
+transaction began. Busy seconds growing by nearly one a second mean the writer is saturated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection, Engine
@@ -46,8 +59,15 @@ READERS = 3
 #: Seconds between background checkpoints at most (while there are writes), and the writer's own fallback.
 CHECKPOINT_INTERVAL = 0.25
 WAL_AUTOCHECKPOINT = 10_000
+#: Writes one transaction takes from the queue at most (group commit).
+GROUP_LIMIT = 32
+_SAVEPOINT = "baton_write"
 
 WRITER_TRANSACTIONS = Counter("baton_sqlite_write_transactions", "Write transactions run by the SQLite writer thread.")
+WRITER_WRITES = Counter(
+    "baton_sqlite_writes",
+    "Writes (run_in_transaction calls) run by the SQLite writer thread; several share a transaction under load.",
+)
 WRITER_BUSY = Counter(
     "baton_sqlite_writer_busy_seconds", "Seconds the SQLite writer thread spent in write transactions (wall clock)."
 )
@@ -57,9 +77,28 @@ WRITER_CPU = Counter(
 )
 WRITER_QUEUED = Histogram(
     "baton_sqlite_write_queue_seconds",
-    "Seconds a write transaction waited for the SQLite writer thread before it began.",
+    "Seconds a write waited for the SQLite writer thread before its transaction began.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+
+
+class _Write(Generic[T]):
+    """One queued write: its function, the caller's future, and (once run) its result or exception."""
+
+    __slots__ = ("began", "failed", "fn", "future", "loop", "outcome", "submitted")
+
+    def __init__(self, fn: Callable[[Connection], T], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[T] = loop.create_future()
+        self.submitted = time.perf_counter()
+        self.outcome: Any = None
+        self.began = False
+        self.failed = False
+
+
+class _TransactionLost(Exception):
+    """An error ended the whole transaction of a group: nothing of it can be committed."""
 
 
 class SqliteThreads:
@@ -71,9 +110,12 @@ class SqliteThreads:
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         self._write_connection: Connection | None = None  # used in the writer thread only
-        #: Write transactions begun so far, counted in the writer thread as each begins: they run one at a time
-        #: in this order, so a transaction sees what every one with a lower number wrote.
+        #: Writes begun so far, counted in the writer thread as each begins: they run one at a time in this
+        #: order, so a write sees what every one with a lower number wrote.
         self.writes_begun = 0
+        self._queue: deque[_Write[Any]] = deque()
+        self._queue_lock = threading.Lock()
+        self._draining = False  # a drain is submitted to the writer thread, or running
         self.checkpoints = 0  # background checkpoints run
         self._checkpoint_thread: ThreadPoolExecutor | None = None
         self._checkpoint_connection: sqlite3.Connection | None = None  # used in the checkpoint thread only
@@ -82,15 +124,22 @@ class SqliteThreads:
         self._checkpoint_failed = False  # logged once
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` in one write transaction; commit when it returns, roll back when it raises.
+        """Run `fn` in a write transaction; its writes are committed when it returns, rolled back when it raises.
 
-        Once started, the transaction runs to its end even when the caller is cancelled (as a transaction that
-        committed just before a cancellation would have).
+        Under load the transaction is shared with other writes (group commit, above). A write cancelled before
+        it began is not run; once begun, it runs to its end even when the caller is cancelled (as a transaction
+        that committed just before a cancellation would have).
         """
-        if self._write_thread is None:  # first use, or used again after close() (as a disposed engine reconnects)
-            self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-sqlite-writer")
-        submitted = time.perf_counter()
-        return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._write, fn, submitted)
+        write = _Write(fn, asyncio.get_running_loop())
+        with self._queue_lock:
+            self._queue.append(write)
+            if not self._draining:
+                if self._write_thread is None:  # first use, or used again after close()
+                    self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-sqlite-writer")
+                self._write_thread.submit(self._drain)
+                self._draining = True
+        result: T = await write.future
+        return result
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one read transaction (a consistent snapshot), rolled back at the end."""
@@ -98,17 +147,83 @@ class SqliteThreads:
             self._read_threads = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="baton-sqlite-reader")
         return await asyncio.get_running_loop().run_in_executor(self._read_threads, self._read, fn)
 
-    def _write(self, fn: Callable[[Connection], T], submitted: float) -> T:
+    def _drain(self) -> None:
+        """In the writer thread: run the queued writes, a group per transaction, until the queue is empty."""
+        while True:
+            with self._queue_lock:
+                if not self._queue:
+                    self._draining = False
+                    return
+                group = [self._queue.popleft() for _ in range(min(GROUP_LIMIT, len(self._queue)))]
+            group = [write for write in group if not write.future.cancelled()]
+            if group:
+                self._run(group)
+
+    def _run(self, group: list[_Write[Any]]) -> None:
         started, cpu_started = time.perf_counter(), time.thread_time()
-        WRITER_QUEUED.observe(started - submitted)
+        for write in group:
+            WRITER_QUEUED.observe(started - write.submitted)
         try:
-            return self._transaction(fn)
+            self._transaction(group)
+        except BaseException as exc:  # noqa: BLE001 - the transaction failed: no write of the group was committed
+            error = exc.__cause__ if isinstance(exc, _TransactionLost) and exc.__cause__ is not None else exc
+            for write in group:
+                if write.began and not write.failed:
+                    write.outcome, write.failed = error, True
+            waiting = [write for write in group if not write.began]
+            if waiting and len(waiting) < len(group):  # not run behind the failure: first in the next transaction
+                with self._queue_lock:
+                    self._queue.extendleft(reversed(waiting))
+                group = [write for write in group if write.began]
+            else:  # the transaction did not begin (or nothing in it ran): every write gets the error
+                for write in waiting:
+                    write.outcome, write.failed = error, True
         finally:
             WRITER_TRANSACTIONS.inc()
+            WRITER_WRITES.inc(len(group))
             WRITER_BUSY.inc(time.perf_counter() - started)
             WRITER_CPU.inc(time.thread_time() - cpu_started)
+        loops: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
+        for write in group:
+            loops.setdefault(write.loop, []).append(write)
+        for loop, writes in loops.items():
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, writes)
 
-    def _transaction(self, fn: Callable[[Connection], T]) -> T:
+    def _transaction(self, group: list[_Write[Any]]) -> None:
+        connection = self._connection()
+        with connection.begin():
+            if len(group) == 1:  # alone: the transaction is the write's
+                write = group[0]
+                self.writes_begun += 1
+                write.began = True
+                try:
+                    write.outcome = write.fn(connection)
+                except BaseException as exc:
+                    write.outcome, write.failed = exc, True
+                    raise
+            else:
+                driver = connection.connection.driver_connection
+                assert isinstance(driver, sqlite3.Connection)
+                for write in group:
+                    self._savepoint(write, connection, driver)
+        self._maybe_checkpoint()
+
+    def _savepoint(self, write: _Write[Any], connection: Connection, driver: sqlite3.Connection) -> None:
+        """Run one write of a group in a savepoint of the group's transaction, rolled back to when it raises."""
+        driver.execute(f"SAVEPOINT {_SAVEPOINT}")
+        self.writes_begun += 1
+        write.began = True
+        try:
+            write.outcome = write.fn(connection)
+        except Exception as exc:  # the write's own failure, for its caller only
+            write.outcome, write.failed = exc, True
+            if connection.invalidated or not driver.in_transaction:
+                raise _TransactionLost from exc
+            driver.execute(f"ROLLBACK TO {_SAVEPOINT}")
+        driver.execute(f"RELEASE {_SAVEPOINT}")
+
+    def _connection(self) -> Connection:
         connection = self._write_connection
         if connection is None or connection.closed or connection.invalidated:
             if connection is not None:
@@ -120,9 +235,9 @@ class SqliteThreads:
             finally:
                 cursor.close()
             self._write_connection = connection
-        with connection.begin():
-            self.writes_begun += 1
-            result = fn(connection)
+        return connection
+
+    def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
         if now >= self._checkpoint_due and not self._checkpointing:
             self._checkpoint_due = now + CHECKPOINT_INTERVAL
@@ -132,7 +247,6 @@ class SqliteThreads:
                     max_workers=1, thread_name_prefix="baton-sqlite-checkpoint"
                 )
             self._checkpoint_thread.submit(self._checkpoint)
-        return result
 
     def _checkpoint(self) -> None:
         try:
@@ -178,3 +292,14 @@ class SqliteThreads:
             if threads is not None:
                 await loop.run_in_executor(threads, stop)
                 threads.shutdown(wait=False)
+
+
+def _settle(writes: list[_Write[Any]]) -> None:
+    """On the callers' loop: hand each write's result or exception to its caller (unless it gave up waiting)."""
+    for write in writes:
+        if write.future.cancelled():
+            continue
+        if write.failed:
+            write.future.set_exception(write.outcome)
+        else:
+            write.future.set_result(write.outcome)

@@ -178,6 +178,8 @@ class SqliteThreads:
             else:  # the transaction did not begin (or nothing in it ran): every write gets the error
                 for write in waiting:
                     write.outcome, write.failed = error, True
+        else:
+            self._maybe_checkpoint()  # after the COMMIT: whatever happens there, the group was written
         finally:
             WRITER_TRANSACTIONS.inc()
             WRITER_WRITES.inc(len(group))
@@ -207,7 +209,6 @@ class SqliteThreads:
                 assert isinstance(driver, sqlite3.Connection)
                 for write in group:
                     self._savepoint(write, connection, driver)
-        self._maybe_checkpoint()
 
     def _savepoint(self, write: _Write[Any], connection: Connection, driver: sqlite3.Connection) -> None:
         """Run one write of a group in a savepoint of the group's transaction, rolled back to when it raises."""
@@ -246,7 +247,10 @@ class SqliteThreads:
                 self._checkpoint_thread = ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="baton-sqlite-checkpoint"
                 )
-            self._checkpoint_thread.submit(self._checkpoint)
+            try:
+                self._checkpoint_thread.submit(self._checkpoint)
+            except RuntimeError:  # its thread was shut down (closing): the writer's own checkpoint remains
+                self._checkpointing = False
 
     def _checkpoint(self) -> None:
         try:
@@ -300,6 +304,9 @@ def _settle(writes: list[_Write[Any]]) -> None:
         if write.future.cancelled():
             continue
         if write.failed:
-            write.future.set_exception(write.outcome)
+            error = write.outcome
+            if isinstance(error, StopIteration):  # a future refuses it (it would end a generator)
+                error = RuntimeError(f"write raised {error!r}")
+            write.future.set_exception(error)
         else:
             write.future.set_result(write.outcome)

@@ -123,15 +123,8 @@ class BatchedWriter:
         self._timer: asyncio.TimerHandle | None = None
         _writers.add(self)
 
-    def msg(self, message: str) -> None:
-        """Queue one rendered line."""
-        self._queue(message)
-
-    def defer(self, event: dict[str, Any]) -> None:
-        """Queue one event, rendered when its batch is written."""
-        self._queue(event)
-
-    def _queue(self, entry: str | dict[str, Any]) -> None:
+    def defer(self, entry: str | dict[str, Any]) -> None:
+        """Queue one event, rendered when its batch is written (or one line already rendered)."""
         lines = self._lines
         lines.append(entry)
         if len(lines) >= self._max_pending:
@@ -144,6 +137,7 @@ class BatchedWriter:
                 return
             self._timer = loop.call_later(self._interval, self.flush)
 
+    msg = defer  # structlog's output interface: a rendered line
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
     def flush(self) -> None:
@@ -153,14 +147,10 @@ class BatchedWriter:
             self._timer = None
         if self._lines:
             entries, self._lines = self._lines, []
-            render = self._render
-            lines = [entry if isinstance(entry, str) else _rendered(render, entry) for entry in entries]
+            render = self._render or repr
+            lines = [entry if isinstance(entry, str) else render(entry) for entry in entries]
             self._stream.write("\n".join(lines) + "\n")
             self._stream.flush()
-
-
-def _rendered(render: Callable[[dict[str, Any]], str] | None, event: dict[str, Any]) -> str:
-    return render(event) if render is not None else repr(event)
 
 
 _writers: weakref.WeakSet[BatchedWriter] = weakref.WeakSet()
@@ -184,12 +174,14 @@ class AccessLog:
     def __init__(self, name: str = "baton.access") -> None:
         self.min_level: int = _access["level"]
         self._name = name
-        self._renderer: Any = (
+        self._console: Any = (
             structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
             if _access["format"] == "console"
-            else json_renderer()
+            else None
         )
-        self._out = BatchedWriter(_access["stream"] or sys.stderr, render=self._render)
+        self._out = BatchedWriter(
+            _access["stream"] or sys.stderr, render=self._render_json if self._console is None else self._render
+        )
 
     def write(self, level: int, event: str, fields: dict[str, Any]) -> None:
         """Queue one line at `level` (dropped below the configured level); `fields` is not used afterwards."""
@@ -203,8 +195,17 @@ class AccessLog:
 
     def _render(self, fields: dict[str, Any]) -> str:
         fields["timestamp"] = iso_utc(fields["timestamp"])
-        line: str = self._renderer(None, "", fields)
+        line: str = self._console(None, "", fields)
         return line
+
+    @staticmethod
+    def _render_json(fields: dict[str, Any]) -> str:
+        """What structlog's JSONRenderer with `json_dumps` writes, without its call in between."""
+        fields["timestamp"] = iso_utc(fields["timestamp"])
+        try:
+            return orjson.dumps(fields, option=_ORJSON_OPTIONS).decode()
+        except TypeError:
+            return json.dumps(fields, separators=(",", ":"))
 
 
 _second: list[Any] = [None, ""]

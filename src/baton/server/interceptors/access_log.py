@@ -66,7 +66,7 @@ class AccessLogConcern:
         fields = {
             "method": call.policy.full_method,
             "code": code_name,
-            "duration_ms": round(call.elapsed() * 1000, 3),
+            "duration_ms": int(call.elapsed() * 1_000_000 + 0.5) / 1000,  # to the microsecond (cheaper than round)
             "peer": call.peer,
             "principal": principal.id if principal is not None else None,
             "auth": principal.auth_method if principal is not None else None,

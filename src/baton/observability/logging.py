@@ -180,7 +180,7 @@ class AccessLog:
             else None
         )
         self._out = BatchedWriter(
-            _access["stream"] or sys.stderr, render=self._render_json if self._console is None else self._render
+            _access["stream"] or sys.stderr, render=self._render_json if self._console is None else self._render_console
         )
 
     def write(self, level: int, event: str, fields: dict[str, Any]) -> None:
@@ -193,7 +193,7 @@ class AccessLog:
         fields["timestamp"] = time.time()
         self._out.defer(fields)
 
-    def _render(self, fields: dict[str, Any]) -> str:
+    def _render_console(self, fields: dict[str, Any]) -> str:
         fields["timestamp"] = iso_utc(fields["timestamp"])
         line: str = self._console(None, "", fields)
         return line
@@ -202,10 +202,7 @@ class AccessLog:
     def _render_json(fields: dict[str, Any]) -> str:
         """What structlog's JSONRenderer with `json_dumps` writes, without its call in between."""
         fields["timestamp"] = iso_utc(fields["timestamp"])
-        try:
-            return orjson.dumps(fields, option=_ORJSON_OPTIONS).decode()
-        except TypeError:
-            return json.dumps(fields, separators=(",", ":"))
+        return json_dumps(fields)
 
 
 _second: list[Any] = [None, ""]

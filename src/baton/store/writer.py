@@ -25,8 +25,8 @@ it wrote, exactly as separate transactions would; each caller hears back only af
 callers in one hand-over to the event loop. A group pays one BEGIN, one COMMIT (each page it changed is written
 to the WAL once, not once per write) and one wake-up of the loop, instead of one of each per write; alone, a
 write runs in a transaction of its own, without a savepoint. When an error ends the whole transaction (SQLite
-rolls back by itself on a full disk or an I/O error) or the COMMIT fails, nothing of the group was written and
-every write in it fails with that error.
+rolls back by itself on a full disk or an I/O error) or the COMMIT fails, nothing of the group was written: every
+write that ran in it fails with that error, and those not yet begun go first into the next transaction.
 
 The one writer is what an embedded deployment runs out of first, so its load is measured (WRITER_* metrics):
 transactions and the writes in them, the seconds it was busy in them and, of those, the seconds it was on the CPU

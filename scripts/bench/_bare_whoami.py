@@ -4,6 +4,9 @@ With `--echo-request-id` it also does the one thing issue #3 prescribes mechanic
 request ID in the response's initial metadata. grpc.aio sends initial metadata given by a handler as a batch of
 its own (a unary response can carry only empty initial metadata with it), so this alone costs a round through
 the completion queue per call; its throughput is the ceiling of any chain that echoes request IDs.
+
+With `--uvloop` it runs on uvloop's event loop, as `baton serve` does by default (BATON_EVENT_LOOP=auto), so that
+Baton's chain can also be set against a bare server on the same loop.
 """
 
 from __future__ import annotations
@@ -57,4 +60,11 @@ async def main(port: int, echo: bool) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), "--echo-request-id" in sys.argv[2:]))
+    flags = sys.argv[2:]
+    if "--uvloop" in flags:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main(int(sys.argv[1]), "--echo-request-id" in flags))
+    else:
+        asyncio.run(main(int(sys.argv[1]), "--echo-request-id" in flags))

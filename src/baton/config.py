@@ -19,6 +19,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from baton.eventloop import uvloop_available
+
 ENV_PREFIX = "BATON_"
 CONFIG_FILE_VARIABLE = "BATON_CONFIG_FILE"
 
@@ -124,11 +126,21 @@ class ServerConfig(_Section):
     min_client_ping_seconds: float = setting(
         10.0, "a number between 1 and 3600", "Most frequent client keepalive ping accepted.", ge=1, le=3600
     )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = setting(
+        "auto",
+        "one of auto, uvloop, asyncio",
+        "Event loop of `baton serve`: uvloop when installed (auto), uvloop or refuse to start, or asyncio's own.",
+    )
     tls_cert_file: Path | None = setting(None, "a readable PEM file", "Server certificate chain (turns on TLS).")
     tls_key_file: Path | None = setting(None, "a readable PEM file", "Server private key.")
     tls_client_ca_file: Path | None = setting(
         None, "a readable PEM file", "CA bundle for client certificates (turns on mTLS: clients must present one)."
     )
+
+    @field_validator("event_loop", mode="before")
+    @classmethod
+    def _lower_loop(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file")
     @classmethod
@@ -136,6 +148,14 @@ class ServerConfig(_Section):
         if value is not None and not (value.is_file() and os.access(value, os.R_OK)):
             raise ValueError("not a readable file")
         return value
+
+    @model_validator(mode="after")
+    def _loop_installed(self) -> ServerConfig:
+        if self.event_loop == "uvloop" and not uvloop_available():
+            raise ValueError(
+                "BATON_EVENT_LOOP=uvloop needs uvloop installed (it is not built for Windows); use auto or asyncio"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> ServerConfig:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.cli.conftest import ADMIN_KEY, BATON, ORDER_YAML, Baton
 
@@ -68,7 +71,7 @@ async def test_worker_runs_tasks_to_completion_and_stops_on_sigterm(baton: Baton
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     text = err.decode()
     assert proc.returncode == 0, text
-    assert "up to 4 steps at once" in text
+    assert "up to 4 steps at once, uvloop event loop" in text  # BATON_EVENT_LOOP unset: auto, and uvloop is installed
     assert "Traceback" not in text
 
 
@@ -87,3 +90,16 @@ async def test_bad_worker_specs_are_one_line_exit_2(baton: Baton, tmp_path: Path
         assert code == 2, (spec, err)
         assert message in err, (spec, err)
         assert err.count("\n") == 1, (spec, err)
+
+
+async def test_worker_event_loop_choice_is_checked_before_it_starts(
+    baton: Baton, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "shop_worker.py").write_text(WORKER_MODULE)
+    spec = "shop_worker:build_worker"
+    code, _, err = await baton.process("worker", "run", spec, "--event-loop", "libev", cwd=tmp_path)
+    assert (code, err) == (2, "baton: --event-loop: 'libev' is not one of auto, uvloop, asyncio\n")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what importing it does where it is not installed
+    result = await baton("worker", "run", spec, "--event-loop", "uvloop")
+    assert result.exit_code == 2
+    assert "--event-loop: uvloop is not installed" in result.stderr

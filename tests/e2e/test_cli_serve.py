@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -99,6 +100,45 @@ def test_serve_migrates_and_sigterm_exits_0(serving: tuple[subprocess.Popen[str]
     stderr = proc.stderr.read() if proc.stderr else ""
     assert '"event":"server.draining"' in stderr
     assert '"event":"storage.closed"' in stderr
+    assert started_line(stderr)["event_loop"] == "uvloop"  # BATON_EVENT_LOOP=auto, and uvloop is installed
+
+
+def started_line(stderr: str) -> dict[str, object]:
+    lines = [json.loads(line) for line in stderr.splitlines() if '"event":"server.started"' in line]
+    assert len(lines) == 1, stderr
+    started: dict[str, object] = lines[0]
+    return started
+
+
+def serve_and_stop(env: dict[str, str]) -> dict[str, object]:
+    """Start `baton serve`, wait for SERVING, SIGTERM it; its server.started log line."""
+    proc = subprocess.Popen([*BATON, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_serving(int(env["BATON_PORT"]))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        return started_line(proc.stderr.read() if proc.stderr else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_on_asyncio_loop_when_asked(tmp_path: Path) -> None:
+    assert serve_and_stop(env_for(tmp_path, BATON_EVENT_LOOP="asyncio"))["event_loop"] == "asyncio"
+
+
+def test_without_uvloop_auto_serves_on_asyncio_and_uvloop_exits_2(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow"  # a uvloop that cannot be imported, as on a platform it is not built for
+    shadow.mkdir()
+    (shadow / "uvloop.py").write_text("raise ImportError('uvloop is not built for this platform')\n")
+    env = env_for(tmp_path, BATON_EVENT_LOOP="uvloop", PYTHONPATH=str(shadow))
+    result = subprocess.run([*BATON, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "BATON_EVENT_LOOP=uvloop needs uvloop installed (it is not built for Windows); use auto or asyncio"
+    )
+    assert serve_and_stop(dict(env, BATON_EVENT_LOOP="auto"))["event_loop"] == "asyncio"
 
 
 def test_sigterm_turns_health_not_serving_before_exit(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ def test_defaults() -> None:
     assert config.storage.auto_migrate is True
     assert config.storage.backend == "sqlite"
     assert config.telemetry.log_format == "json"
+    assert config.server.event_loop == "auto"
 
 
 def test_environment_is_case_insensitive_for_values_that_allow_it() -> None:
@@ -41,6 +43,7 @@ def test_environment_is_case_insensitive_for_values_that_allow_it() -> None:
         ({"BATON_PORT": "70000"}, "BATON_PORT: '70000' is not an integer between 1 and 65535"),
         ({"BATON_AUTO_MIGRATE": "maybe"}, "BATON_AUTO_MIGRATE: 'maybe' is not true or false"),
         ({"BATON_LOG_LEVEL": "loud"}, "BATON_LOG_LEVEL: 'loud' is not one of debug, info, warning, error"),
+        ({"BATON_EVENT_LOOP": "libev"}, "BATON_EVENT_LOOP: 'libev' is not one of auto, uvloop, asyncio"),
         (
             {"BATON_DATABASE_URL": "mysql://root:pw@db/baton"},
             "BATON_DATABASE_URL: (hidden) is not a sqlite+aiosqlite:// or postgresql+asyncpg:// URL",
@@ -76,6 +79,15 @@ def test_tls_cert_without_key(tmp_path: Path) -> None:
     assert problems({"BATON_TLS_CERT_FILE": str(cert)}) == [
         "BATON_TLS_CERT_FILE and BATON_TLS_KEY_FILE must be set together"
     ]
+
+
+def test_uvloop_asked_for_but_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config({"BATON_EVENT_LOOP": "UVLOOP"}).server.event_loop == "uvloop"  # installed here
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what importing it does where it is not installed
+    assert problems({"BATON_EVENT_LOOP": "uvloop"}) == [
+        "BATON_EVENT_LOOP=uvloop needs uvloop installed (it is not built for Windows); use auto or asyncio"
+    ]
+    assert load_config({}).server.event_loop == "auto"  # auto falls back to asyncio's loop instead
 
 
 def test_asymmetric_jwt_needs_keys() -> None:

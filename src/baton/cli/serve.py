@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from baton.cli._exit import EXIT_FAILURE, EXIT_USAGE
 
 
 def serve() -> int:
-    """Load the configuration (one line per problem and exit code 2 when it is bad), then run the server until
-    SIGTERM or SIGINT; the exit code of the server."""
+    """Load the configuration (one line per problem and exit code 2 when it is bad), then run the server on the
+    configured event loop until SIGTERM or SIGINT; the exit code of the server."""
     from baton.config import ConfigError, load_config
 
     try:
@@ -19,10 +18,11 @@ def serve() -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    from baton.eventloop import run as run_loop
     from baton.server.app import run
 
     try:
-        return asyncio.run(run(config))
+        return run_loop(run(config), config.server.event_loop)
     except OSError as exc:
         print(
             f"baton: cannot serve on {config.server.host}:{config.server.port}: {exc.strerror or exc}", file=sys.stderr

@@ -62,6 +62,8 @@ async def _build(factory: Callable[[AsyncClient], Any], client: AsyncClient) -> 
 
 
 async def _run(cli: CLI, factory: Callable[[AsyncClient], Any], max_concurrency: int | None) -> None:
+    from baton.eventloop import loop_name
+
     client = await cli.connect_async()
     try:
         worker = await _build(factory, client)
@@ -69,7 +71,8 @@ async def _run(cli: CLI, factory: Callable[[AsyncClient], Any], max_concurrency:
             worker.max_concurrency = max_concurrency
         typer.echo(
             f"worker {worker.worker_id} serving {', '.join(sorted(worker.handlers))} in {worker.namespace} "
-            f"on {cli.target} (up to {worker.max_concurrency} steps at once); Ctrl-C or SIGTERM stops it",
+            f"on {cli.target} (up to {worker.max_concurrency} steps at once, {loop_name(asyncio.get_running_loop())} "
+            "event loop); Ctrl-C or SIGTERM stops it",
             err=True,
         )
         await worker.run()
@@ -90,6 +93,12 @@ def run(
     ] = None,
     log_format: Annotated[str, typer.Option(help="console or json.")] = "console",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    event_loop: Annotated[
+        str,
+        typer.Option(
+            envvar="BATON_EVENT_LOOP", help="auto (uvloop when installed), uvloop (or refuse to start) or asyncio."
+        ),
+    ] = "auto",
 ) -> None:
     """Run a worker until SIGTERM or SIGINT, which drain it gracefully.
 
@@ -97,8 +106,17 @@ def run(
     returns a baton.worker.Worker. Workers should use an API key (--api-key or BATON_API_KEY): the access token of
     a stored `baton login` is not refreshed during the run.
     """
+    from baton.eventloop import EVENT_LOOP_CHOICES, EventLoopUnavailable, loop_factory
     from baton.observability.logging import configure_logging
 
+    choice = next((c for c in EVENT_LOOP_CHOICES if c == event_loop.lower()), None)
+    if choice is None:
+        raise CliError(f"--event-loop: {event_loop!r} is not one of {', '.join(EVENT_LOOP_CHOICES)}", EXIT_USAGE)
+    try:
+        factory_of_loop = loop_factory(choice)
+    except EventLoopUnavailable as error:
+        raise CliError(f"--event-loop: {error}", EXIT_USAGE) from None
     factory = load_factory(spec)
     configure_logging(log_format, log_level)
-    asyncio.run(_run(cli, factory, max_concurrency))
+    with asyncio.Runner(loop_factory=factory_of_loop) as runner:
+        runner.run(_run(cli, factory, max_concurrency))

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from baton.config import Config, ServerConfig
+from baton.eventloop import loop_name
 from baton.observability.logging import configure_logging, get_logger
 from baton.observability.metrics import MetricsEndpoint, start_metrics
 from baton.server.health import HEALTH_SERVICE, Health
@@ -155,6 +156,7 @@ class BatonServer:
             tls=self.config.server.tls_enabled,
             mtls=self.config.server.tls_client_ca_file is not None,
             database=self.store.backend,
+            event_loop=loop_name(asyncio.get_running_loop()),
         )
         return self.port
 

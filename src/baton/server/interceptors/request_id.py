@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
 from collections.abc import Awaitable
+from typing import Any
 
 from baton.observability.logging import get_logger
 from baton.server.interceptors.base import Call
@@ -17,14 +19,20 @@ log = get_logger(__name__)
 
 
 _random = random.Random()  # request IDs must be unique, not secret: no system call per request
+os.register_at_fork(after_in_child=_random.seed)  # a forked child must not repeat its parent's IDs
+#: The millisecond last seen and the ID text it fixes ("tttttttt-tttt-7"): every call in that millisecond
+#: reuses it, so a call formats only its 74 random bits.
+_millisecond: list[Any] = [-1, ""]
 
 
 def fresh_request_id() -> str:
-    """A new UUIDv7 (RFC 9562): 48-bit milliseconds, version, 74 random bits, variant."""
-    value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | _random.getrandbits(12) << 64
-    value |= 0b10 << 62 | _random.getrandbits(62)
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    """A new UUIDv7 (RFC 9562): 48-bit Unix milliseconds, version 7, 12 random bits, variant 0b10, 62 random bits."""
+    ms = time.time_ns() // 1_000_000
+    if ms != _millisecond[0]:
+        stamp = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
+        _millisecond[0], _millisecond[1] = ms, f"{stamp[:8]}-{stamp[8:]}-7"
+    rand_b = f"{_random.getrandbits(62) | 0x8000_0000_0000_0000:016x}"  # the top bits 0b10: RFC 9562's variant
+    return f"{_millisecond[1]}{_random.getrandbits(12):03x}-{rand_b[:4]}-{rand_b[4:]}"
 
 
 def accept_request_id(value: str | None) -> str | None:

@@ -35,7 +35,7 @@ def test_fresh_ids_are_unique_and_ordered_across_milliseconds() -> None:
     assert len(random_bits) == len(values)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork exists only on POSIX (runs on Linux CI)")
 def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     read, write = os.pipe()
     pid = os.fork()

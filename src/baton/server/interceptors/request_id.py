@@ -19,7 +19,8 @@ log = get_logger(__name__)
 
 
 _random = random.Random()  # request IDs must be unique, not secret: no system call per request
-os.register_at_fork(after_in_child=_random.seed)  # a forked child must not repeat its parent's IDs
+if hasattr(os, "register_at_fork"):  # POSIX only; a forked child must not repeat its parent's IDs
+    os.register_at_fork(after_in_child=_random.seed)
 #: The millisecond last seen and the ID text it fixes ("tttttttt-tttt-7"): every call in that millisecond
 #: reuses it, so a call formats only its 74 random bits.
 _millisecond: list[Any] = [-1, ""]

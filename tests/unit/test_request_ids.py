@@ -35,6 +35,16 @@ def test_fresh_ids_are_unique_and_ordered_across_milliseconds() -> None:
     assert len(random_bits) == len(values)
 
 
+def test_every_one_of_the_74_random_bits_varies() -> None:
+    # rand_a (12 bits) and rand_b (62 bits): a bit stuck at 0 or 1 would halve the IDs' uniqueness.
+    values = [uuid.UUID(fresh_request_id()).int for _ in range(4000)]
+    random_positions = [*range(64, 76), *range(62)]
+    for bit in random_positions:
+        ones = sum(value >> bit & 1 for value in values)
+        assert 1500 < ones < 2500, f"bit {bit} is 1 in {ones} of {len(values)} IDs"
+    assert {str(uuid.UUID(int=value))[19] for value in values} == set("89ab")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork exists only on POSIX (runs on Linux CI)")
 def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     read, write = os.pipe()

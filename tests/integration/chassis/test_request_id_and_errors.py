@@ -42,6 +42,23 @@ async def test_sane_request_id_is_echoed(server: RunningServer) -> None:
     await call
 
 
+async def test_concurrent_calls_each_see_their_own_metadata(server: RunningServer) -> None:
+    # The chain takes each call's metadata from grpc's method lookup, kept per RPC task: with 200 calls in
+    # flight, half with a bad key, every call must get its own request ID back and its own credentials judged.
+    calls = [
+        whoami(server, ((*server.admin,) if n % 2 == 0 else (("x-api-key", "bk_wrong"),)) + ((HEADER, f"rid-{n}"),))
+        for n in range(200)
+    ]
+    for n, call in enumerate(calls):
+        assert await echoed(call) == f"rid-{n}"
+        if n % 2 == 0:
+            await call
+        else:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 @pytest.mark.parametrize("given", ["a" * 129, "has space", "semi;colon", "slash/y", "", "percent%sign"])
 async def test_insane_request_id_is_replaced(server: RunningServer, given: str) -> None:
     call = whoami(server, (*server.admin, (HEADER, given)))

@@ -6,12 +6,21 @@ import asyncio
 import io
 import json
 import logging
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from baton.observability.context import CURRENT_CALL
-from baton.observability.logging import AccessLog, configure_logging, flush_logs, get_logger, iso_utc
+from baton.observability.logging import (
+    AccessLog,
+    configure_logging,
+    flush_logs,
+    get_logger,
+    iso_utc,
+    json_dumps,
+)
 
 
 def _fail_with_secret() -> None:
@@ -110,3 +119,63 @@ def test_json_dumps_matches_the_standard_library() -> None:
     event = {"a": 1, "b": [1.5, None, True], "c": {"d": "x\u2028y"}}
     assert json.loads(json_dumps(event)) == event
     assert json_dumps({"n": 2**64}) == '{"n":18446744073709551616}'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        (
+            logging.INFO,
+            1_764_744_000.123456,
+            "/baton.v1.AuthService/WhoAmI",
+            "OK",
+            1.234,
+            "ipv4:127.0.0.1:5555",
+            "usr_01",
+            "api_key",
+            "0193a0b0-1234-7abc-8def-0123456789ab",
+            None,
+            None,
+            None,
+        ),
+        (
+            logging.WARNING,
+            1_764_744_059.999999,
+            "/baton.v1.TaskService/GetTask",
+            "PERMISSION_DENIED",
+            0.001,
+            'unix:/tmp/a "b"\\c',
+            None,
+            None,
+            "req-1",
+            "0" * 31 + "1",
+            "0" * 15 + "2",
+            'no "tasks.read"\nin é',
+        ),
+        (logging.ERROR, 0.0, "/a/B", "INTERNAL", 12345.678, "", "usr_\u2028", "jwt", "r", None, None, "boom"),
+    ],
+)
+def test_rpc_lines_read_as_structlog_would_write_the_same_event(line: tuple[Any, ...]) -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    access = AccessLog("baton.access")
+    access.rpc(line)  # type: ignore[arg-type]
+    flush_logs()
+    written = stream.getvalue()
+    expected = access._fields(line)  # type: ignore[arg-type]
+    expected["timestamp"] = iso_utc(expected["timestamp"])
+    assert written == json_dumps(expected) + "\n"  # byte for byte: field order, escaping, numbers
+    assert json.loads(written)["duration_ms"] == line[4]
+
+
+def test_rpc_lines_on_the_console_carry_every_field() -> None:
+    stream = io.StringIO()
+    configure_logging("console", "info", stream=stream)
+    access = AccessLog("baton.access")
+    access.rpc((logging.WARNING, time.time(), "/a/B", "NOT_FOUND", 2.5, "ipv4:1.2.3.4:5", "usr_9", "jwt", "req-9",
+                None, None, "task t-1 not found"))  # fmt: skip
+    flush_logs()
+    text = stream.getvalue()
+    for part in ("/a/B", "NOT_FOUND", "duration_ms=2.5", "ipv4:1.2.3.4:5", "usr_9", "req-9", "task t-1 not found"):
+        assert part in text
+    assert "warn" in text

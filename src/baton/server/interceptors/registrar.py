@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from baton.server.interceptors.base import Chain
+from baton.server.interceptors.base import Chain, invocation_metadata
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -32,7 +32,10 @@ class MethodTable(grpc.GenericRpcHandler):
         self.handlers: dict[str, Handler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
-        """The handler of the called method, or None (grpc answers UNIMPLEMENTED)."""
+        """The handler of the called method, or None (grpc answers UNIMPLEMENTED).
+
+        It also keeps the call's metadata for the chain (see `base.invocation_metadata`)."""
+        invocation_metadata.set(handler_call_details.invocation_metadata)
         return self.handlers.get(handler_call_details.method)
 
 

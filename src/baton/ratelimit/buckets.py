@@ -55,8 +55,9 @@ class LocalBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def try_acquire(self, key: str, cost: int, rate: float, burst: int) -> Verdict:
-        """Synchronous `acquire`: the hot path when Redis is not in use."""
+    def spend(self, key: str, cost: int, rate: float, burst: int) -> float:
+        """The hot path of `try_acquire`: 0.0 when `cost` tokens were spent from `key`'s bucket, else the
+        seconds until it holds them (always above 0). No Verdict is made: most calls only need to know that."""
         now = self._clock()
         buckets = self._buckets
         state = buckets.get(key)
@@ -71,11 +72,16 @@ class LocalBuckets:
             buckets.move_to_end(key)
         needed = cost if cost <= burst else burst
         if tokens + EPSILON >= needed:
-            tokens -= needed
-            buckets[key] = (tokens, now)
-            return Verdict(True, 0.0, tokens if tokens > 0.0 else 0.0)
+            buckets[key] = (tokens - needed, now)
+            return 0.0
         buckets[key] = (tokens, now)
-        return Verdict(False, (needed - tokens) / rate, tokens)
+        return (needed - tokens) / rate
+
+    def try_acquire(self, key: str, cost: int, rate: float, burst: int) -> Verdict:
+        """Synchronous `acquire`."""
+        wait = self.spend(key, cost, rate, burst)
+        tokens = self._buckets[key][0]
+        return Verdict(wait == 0.0, wait, tokens if tokens > 0.0 else 0.0)
 
     async def acquire(self, key: str, cost: int, rate: float, burst: int) -> Verdict:
         """Spend `cost` tokens from the bucket of `key` if it holds them (see `RateLimiter`)."""

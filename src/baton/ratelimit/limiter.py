@@ -65,6 +65,16 @@ class CompositeLimiter:
         """`fallback` while Redis is unreachable and local buckets decide, else `ok`."""
         return "ok" if self._healthy else "fallback"
 
+    def spend_locally(self, key: str, cost: int, rate: float, burst: int) -> float | None:
+        """The chain's hot path when local buckets decide (no Redis configured): 0.0 when the tokens were spent,
+        else the seconds to wait (counted as a rejection); None when Redis must be asked, through `acquire`."""
+        if self._remote is not None:
+            return None
+        wait = self._local.spend(key, cost, rate, burst)
+        if wait:
+            REJECTED_LOCAL.inc()
+        return wait
+
     def try_acquire(self, key: str, cost: int, rate: float, burst: int) -> Verdict | None:
         """The verdict at once when local buckets decide (no Redis configured); None when Redis must be asked,
         through `acquire`."""

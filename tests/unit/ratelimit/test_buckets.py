@@ -162,3 +162,15 @@ def test_a_refused_call_is_allowed_after_retry_after(rate: float, burst: int, ca
         if not verdict.allowed:
             clock.advance(verdict.retry_after)
             assert buckets.try_acquire("k", cost, rate, burst).allowed
+
+
+def test_spend_is_try_acquire_without_the_verdict() -> None:
+    clock = Clock()
+    spending, acquiring = LocalBuckets(clock=clock), LocalBuckets(clock=clock)
+    for step, cost in enumerate([1, 2, 3, 1, 4, 2, 9, 1]):
+        clock.advance(0.25 * (step % 3))
+        wait = spending.spend("k", cost, 2.0, 5)
+        verdict = acquiring.try_acquire("k", cost, 2.0, 5)
+        assert (wait == 0.0) is verdict.allowed
+        assert wait == pytest.approx(verdict.retry_after)
+        assert wait >= 0.0

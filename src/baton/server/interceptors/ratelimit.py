@@ -7,6 +7,7 @@ role. Over the limit: RESOURCE_EXHAUSTED with a RetryInfo detail and a `retry-af
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import NoReturn
 from urllib.parse import unquote
 
 from prometheus_client import Counter
@@ -14,7 +15,7 @@ from prometheus_client import Counter
 from baton.auth.principal import RoleBinding
 from baton.config import RateLimitConfig
 from baton.errors import RateLimited
-from baton.ratelimit import RateLimiter, Verdict, effective_limits
+from baton.ratelimit import RateLimiter, effective_limits
 from baton.server.interceptors.base import Call
 
 _MAX_PRINCIPALS = 10_000
@@ -41,7 +42,8 @@ class RateLimitConcern:
         # Per principal ID: its bindings (the entry holds while the principal's are the same object), its bucket
         # key and limits, so a call hashes one string rather than a tuple of dataclasses and enums.
         self._by_principal: dict[str, tuple[tuple[RoleBinding, ...], str, float, int]] = {}
-        self._try_acquire = getattr(limiter, "try_acquire", None)
+        #: Local buckets' synchronous check (CompositeLimiter.spend_locally), when the limiter has one.
+        self._spend_locally = getattr(limiter, "spend_locally", None)
 
     def before(self, call: Call) -> Awaitable[None] | None:
         """Spend the call's cost or raise RateLimited (without awaiting when the buckets are local)."""
@@ -58,24 +60,26 @@ class RateLimitConcern:
         else:
             key = f"peer:{peer_host(call.context.peer() or '')}"
             rate, burst = self._default
-        verdict = self._try_acquire(key, call.policy.rate_cost, rate, burst) if self._try_acquire else None
-        if verdict is None:
-            return self._remote_check(call, key, rate, burst)
-        self._judge(call, verdict, rate, burst)
-        return None
+        if self._spend_locally is not None:
+            wait = self._spend_locally(key, call.policy.rate_cost, rate, burst)
+            if wait == 0.0:
+                return None
+            if wait is not None:
+                self._refuse(call, wait, rate, burst)
+        return self._remote_check(call, key, rate, burst)
 
     async def _remote_check(self, call: Call, key: str, rate: float, burst: int) -> None:
         verdict = await self._limiter.acquire(key, call.policy.rate_cost, rate, burst)
-        self._judge(call, verdict, rate, burst)
-
-    def _judge(self, call: Call, verdict: Verdict, rate: float, burst: int) -> None:
         if not verdict.allowed:
-            RATE_LIMITED.labels(call.policy.service).inc()
-            raise RateLimited(
-                f"rate limit exceeded: {burst} calls burst, {rate:g}/s sustained; retry in {verdict.retry_after:.2f}s",
-                retry_after=verdict.retry_after,
-                metadata={"rate": f"{rate:g}", "burst": str(burst), "cost": str(call.policy.rate_cost)},
-            )
+            self._refuse(call, verdict.retry_after, rate, burst)
+
+    def _refuse(self, call: Call, retry_after: float, rate: float, burst: int) -> NoReturn:
+        RATE_LIMITED.labels(call.policy.service).inc()
+        raise RateLimited(
+            f"rate limit exceeded: {burst} calls burst, {rate:g}/s sustained; retry in {retry_after:.2f}s",
+            retry_after=retry_after,
+            metadata={"rate": f"{rate:g}", "burst": str(burst), "cost": str(call.policy.rate_cost)},
+        )
 
     def after(self, call: Call) -> None:
         """Nothing to undo: spent tokens are not refunded."""

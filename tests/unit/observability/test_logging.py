@@ -179,3 +179,28 @@ def test_rpc_lines_on_the_console_carry_every_field() -> None:
     for part in ("/a/B", "NOT_FOUND", "duration_ms=2.5", "ipv4:1.2.3.4:5", "usr_9", "req-9", "task t-1 not found"):
         assert part in text
     assert "warn" in text
+
+
+def test_rpc_lines_sharing_cached_pieces_stay_exact() -> None:
+    # Lines reuse the text made for a method and code, and for a peer, principal and auth method: mixing them
+    # through one log must still give each line its own fields.
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    access = AccessLog("baton.access")
+    lines: list[Any] = []
+    for n in range(12):
+        lines.append(
+            (logging.INFO if n % 3 else logging.WARNING, 1_764_744_000.25 + n * 0.7, f"/a/M{n % 2}",
+             "OK" if n % 3 else "NOT_FOUND", n / 8, f"ipv4:127.0.0.1:{5000 + n % 4}", f"usr_{n % 3}" if n % 5 else None,
+             "jwt" if n % 2 else "api_key", f"req-{n}", None, None, None if n % 3 else f'missing "{n}"')
+        )  # fmt: skip
+    for line in lines:
+        access.rpc(line)
+    flush_logs()
+    written = stream.getvalue().splitlines()
+    expected = []
+    for line in lines:
+        fields = access._fields(line)
+        fields["timestamp"] = iso_utc(fields["timestamp"])
+        expected.append(json_dumps(fields))
+    assert written == expected

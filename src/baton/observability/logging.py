@@ -176,8 +176,8 @@ class AccessLog:
 
     It runs on every call, so it skips the bound-logger machinery (context copies, level dispatch) and the
     standard library (LogRecord, caller lookup, formatter): a call adds a tuple to a batch, and the batch is
-    rendered and written in one go. A JSON line is written by one f-string from pieces quoted once and kept
-    (the method, the peer, the principal), so it reads exactly as structlog's JSONRenderer with `json_dumps`
+    rendered and written in one go. A JSON line is put together from text made once per method and code and
+    once per peer, principal and auth method, so it reads exactly as structlog's JSONRenderer with `json_dumps`
     would write the same event; console lines go through structlog's ConsoleRenderer. The format and the level
     are those given to configure_logging.
     """
@@ -258,24 +258,12 @@ class AccessLog:
         if error is not None:
             line += f',"error":{orjson.dumps(error).decode()}'
         tail = self._tails.get(level) or self._tails[logging.INFO]
-        whole = int(stamp)  # iso_utc, inlined: one call fewer a line
-        if whole != _second[0]:
-            iso_utc(stamp)
-        return f'{line}{tail}{_second[1]}{str(int((stamp - whole) * 1_000_000) + 1_000_000)[1:]}Z"}}'
-
-
-_quoted: dict[str | None, str] = {None: "null"}
+        return f'{line}{tail}{iso_utc(stamp)}"}}'
 
 
 def _quote(text: str | None) -> str:
-    """`text` as a JSON string (or null), quoted once: peers, principals and methods repeat from line to line."""
-    quoted = _quoted.get(text)
-    if quoted is None:
-        if len(_quoted) > 4096:  # bounded: peers' ports change with every connection
-            _quoted.clear()
-            _quoted[None] = "null"
-        quoted = _quoted[text] = orjson.dumps(text).decode()
-    return quoted
+    """`text` as a JSON string, or null."""
+    return orjson.dumps(text).decode()
 
 
 _second: list[Any] = [None, ""]

@@ -75,16 +75,6 @@ class CompositeLimiter:
             REJECTED_LOCAL.inc()
         return wait
 
-    def try_acquire(self, key: str, cost: int, rate: float, burst: int) -> Verdict | None:
-        """The verdict at once when local buckets decide (no Redis configured); None when Redis must be asked,
-        through `acquire`."""
-        if self._remote is not None:
-            return None
-        verdict = self._local.try_acquire(key, cost, rate, burst)
-        if not verdict.allowed:
-            REJECTED_LOCAL.inc()
-        return verdict
-
     async def acquire(self, key: str, cost: int, rate: float, burst: int) -> Verdict:
         """Spend `cost` tokens from `key`'s bucket (`rate` tokens/s, capacity `burst`) if it holds them."""
         remote = self._remote

@@ -4,15 +4,17 @@ same way; on SQLite times are stored as the dialect's own text."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import DateTime, bindparam, select, text, update
+from sqlalchemy import DateTime, bindparam, create_engine, event, select, text, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from baton.engine import dispatch_sql, touched
 from baton.store import SqlStore, bulk, tables
-from baton.store.bulk import execute_many
+from baton.store.bulk import execute_many, fetch, run
 from baton.store.tables import UtcDateTime
 from tests.storage.conftest import Rows
 
@@ -104,9 +106,48 @@ async def test_a_constraint_violation_is_the_usual_integrity_error(store: SqlSto
     def twice(connection: Any) -> None:
         execute_many(connection, tables.steps.insert(), [step, {**step, "name": "again"}])
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError) as raised:
         await store.run_in_transaction(twice)
     assert await _steps(store, task_id) == []  # the transaction rolled back whole
+    # Wrapped as Connection.execute wraps it, whether the driver ran it directly (SQLite) or SQLAlchemy did.
+    assert raised.value.statement is not None
+    assert raised.value.statement.startswith("INSERT INTO steps")
+    assert type(raised.value.orig).__name__ in ("IntegrityError", "UniqueViolationError")
+
+
+async def test_cursor_event_listeners_see_every_statement(store: SqlStore, rows: Rows) -> None:
+    """With a listener on the engine, the rows go through SQLAlchemy, so it sees them (tests hold statements so)."""
+    task_id = await rows.task()
+    seen: list[str] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    batch = [rows.step_values(task_id, f"s{i}") for i in range(3)]
+    for engine in store.sync_engines:
+        event.listen(engine, "before_cursor_execute", listener)
+    try:
+        await store.run_in_transaction(lambda c: execute_many(c, tables.steps.insert(), batch))
+    finally:
+        for engine in store.sync_engines:
+            event.remove(engine, "before_cursor_execute", listener)
+    assert any(statement.startswith("INSERT INTO steps") for statement in seen)
+    assert [step["name"] for step in await _steps(store, task_id)] == ["s0", "s1", "s2"]
+
+
+def test_a_driver_connection_gone_invalidates_the_connection(tmp_path: Path) -> None:
+    """On SQLite's direct path, an error meaning the connection is gone invalidates it, as SQLAlchemy would, so
+    the writer thread replaces it; the error is SQLAlchemy's, marked so."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'gone.db'}")
+    tables.metadata.create_all(engine)
+    with engine.connect() as connection:
+        connection.connection.driver_connection.close()  # type: ignore[union-attr]
+        row = {"task_id": "t", "tag": "x"}
+        with pytest.raises(DBAPIError) as raised:
+            execute_many(connection, tables.task_tags.insert(), [row, {**row, "tag": "y"}])
+        assert raised.value.connection_invalidated
+        assert connection.invalidated
+    engine.dispose()
 
 
 async def test_nothing_to_write_is_no_statement(store: SqlStore) -> None:
@@ -201,3 +242,93 @@ def test_sqlite_plans_write_several_rows_per_statement() -> None:
     for statement, keys in ((by_task, ("t",)), (returning, ("step_id", "done"))):
         other = bulk._plan(statement, dialect, keys)
         assert other is None or other.multi_row is None
+
+
+async def test_fetch_reads_what_connection_execute_reads(store: SqlStore, rows: Rows) -> None:
+    """Rows, values (times in UTC, JSON decoded), attributes and `_mapping`, on both backends."""
+    task_id = await rows.task()
+    batch = [
+        rows.step_values(task_id, "a", ready_time=rows.now, retry_policy={"max": 2, "nested": [1, None]}),
+        rows.step_values(task_id, "b", state="READY", ready_time=None),
+    ]
+    await store.run_in_transaction(lambda c: execute_many(c, tables.steps.insert(), batch))
+    step_ids = [step["id"] for step in await _steps(store, task_id)]
+    backend = store.backend
+    by_id = touched._STEPS_BY_ID[backend]
+    for_leases = touched._TASKS_FOR_LEASES[backend]
+
+    def read(connection: Any) -> tuple[list[Any], ...]:
+        return (
+            fetch(connection, by_id, {"step_ids": step_ids}),
+            list(connection.execute(by_id, {"step_ids": step_ids})),
+            fetch(connection, for_leases, {"task_ids": [task_id]}),
+            list(connection.execute(for_leases, {"task_ids": [task_id]})),
+            fetch(connection, by_id, {"step_ids": ["no-such-step"]}),
+        )
+
+    steps_fast, steps_slow, tasks_fast, tasks_slow, none = await store.run_in_transaction(read)
+    assert none == []
+    for fast, slow in ((steps_fast, steps_slow), (tasks_fast, tasks_slow)):
+        assert len(fast) == len(slow) > 0
+        by_key = {row.id: row for row in slow}
+        for row in fast:
+            expected = by_key[row.id]
+            assert tuple(row) == tuple(expected)
+            assert dict(row._mapping) == dict(expected._mapping)
+            assert [getattr(row, key) for key in expected._fields] == list(expected)
+    step = next(row for row in steps_fast if row.name == "a")
+    assert step.ready_time == rows.now
+    assert step.ready_time.tzinfo == UTC
+    assert step.retry_policy == {"max": 2, "nested": [1, None]}
+
+
+async def test_fetch_and_run_with_returning_and_errors(store: SqlStore, rows: Rows) -> None:
+    task_id = await rows.task()
+    step = rows.step_values(task_id, "only")
+    await store.run_in_transaction(lambda c: execute_many(c, tables.steps.insert(), [step]))
+    renamed = update(tables.steps).where(_S.id == bindparam("step_id")).values(name=bindparam("new_name"))
+
+    def change(connection: Any) -> list[Any]:
+        run(connection, renamed, {"step_id": step["id"], "new_name": "renamed"})
+        return fetch(connection, renamed.returning(_S.id, _S.name), {"step_id": step["id"], "new_name": "again"})
+
+    assert [tuple(row) for row in await store.run_in_transaction(change)] == [(step["id"], "again")]
+    clash = rows.step_values(task_id, "other")
+    await store.run_in_transaction(lambda c: execute_many(c, tables.steps.insert(), [clash]))
+    with pytest.raises(IntegrityError) as raised:  # (task_id, name) is unique
+        await store.run_in_transaction(lambda c: run(c, renamed, {"step_id": clash["id"], "new_name": "again"}))
+    assert raised.value.statement is not None
+    assert raised.value.statement.startswith("UPDATE steps")
+    assert [step["name"] for step in await _steps(store, task_id)] == ["again", "other"]
+
+
+def test_the_engines_hot_statements_run_on_sqlites_driver() -> None:
+    """The reads and updates of claims, completions and settling compile to direct plans: a change that made
+    one go back through SQLAlchemy (silently slower) fails here."""
+    dialect = sqlite.dialect()
+    claim_parameters = {
+        "in_namespace": "",
+        **dispatch_sql._handler_parameters(["x"]),
+        "due": None,
+        "limit": 1,
+        "leased_to": "",
+        "started_at": None,
+        "default_expiry": None,
+    }
+    reads = {
+        "claim": (dispatch_sql._claim_statement("sqlite", 1), claim_parameters),
+        "dependency results": (dispatch_sql._DEPENDENCY_RESULTS["sqlite"], {"step_ids": []}),
+        "tasks by id": (touched._TASKS_BY_ID["sqlite"], {"task_ids": []}),
+        "tasks for leases": (touched._TASKS_FOR_LEASES["sqlite"], {"task_ids": []}),
+        "steps by id": (touched._STEPS_BY_ID["sqlite"], {"step_ids": []}),
+        "dependents": (touched._DEPENDENTS["sqlite"], {"step_ids": []}),
+        "now ready": (touched._NOW_READY["sqlite"], {"step_ids": []}),
+        "step states": (touched._STEP_STATES["sqlite"], {"task_ids": []}),
+    }
+    for name, (statement, parameters) in reads.items():
+        plan = bulk._compile_direct(statement, dialect, tuple(parameters))
+        assert plan is not None, name
+        assert plan.row_type is not None, name
+    make_ready = bulk._compile_direct(touched._MAKE_READY["sqlite"], dialect, ("step_ids", "ready_at"))
+    assert make_ready is not None
+    assert make_ready.row_type is None

@@ -23,7 +23,7 @@ from baton.domain.states import StepState, TaskState
 from baton.engine.outcomes import lease_seconds, lease_timeout
 from baton.engine.task_sql import EventLog
 from baton.engine.touched import Touched
-from baton.store.bulk import execute_many
+from baton.store.bulk import execute_many, fetch
 from baton.store.keys import by_backend, in_list, keys
 from baton.store.tables import step_dependencies, steps, workers
 
@@ -77,7 +77,7 @@ def claim(
         "started_at": now,
         "default_expiry": now + timedelta(seconds=default_timeout),
     }
-    claimed = connection.execute(_claim_statement(backend, len(step_handlers)), parameters).all()
+    claimed = fetch(connection, _claim_statement(backend, len(step_handlers)), parameters)
     if not claimed:
         return []
     # The claim set every lease to expire after the default timeout; steps with a timeout of their own are fixed up.
@@ -264,7 +264,7 @@ _SOONEST_ATTEMPT = select(func.min(_S.next_attempt_at)).where(
 def _dependency_results(connection: Connection, step_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     results: dict[str, dict[str, dict[str, Any]]] = {}
     statement = _DEPENDENCY_RESULTS[connection.dialect.name]
-    for step_id, name, result in connection.execute(statement, {"step_ids": step_ids}):
+    for step_id, name, result in fetch(connection, statement, {"step_ids": step_ids}):
         results.setdefault(step_id, {})[name] = dict(result or {})
     return results
 
@@ -274,7 +274,8 @@ def soonest_attempt(
 ) -> datetime | None:
     """The earliest `next_attempt_at` still in the future among READY steps of these step handlers."""
     parameters = {"in_namespace": namespace, "in_step_handlers": list(step_handlers), "after": now}
-    value: datetime | None = connection.execute(_SOONEST_ATTEMPT, parameters).scalar()
+    found = fetch(connection, _SOONEST_ATTEMPT, parameters)
+    value: datetime | None = found[0][0] if found else None
     return value
 
 

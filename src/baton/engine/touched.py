@@ -25,7 +25,7 @@ from baton.domain.states import StepState, TaskState, derive_task_state, transit
 from baton.engine.metrics import TASKS_FINISHED
 from baton.engine.notify import Notifier
 from baton.engine.task_sql import INSERT_EVENTS, EventLog
-from baton.store.bulk import execute_many
+from baton.store.bulk import execute_many, fetch, run
 from baton.store.keys import by_backend, in_list, keyed
 from baton.store.tables import step_dependencies, steps, tasks
 
@@ -150,7 +150,7 @@ class Touched:
         if not missing:
             return
         statement: Select[Any] = (_TASKS_FOR_LEASES if for_leases else _TASKS_BY_ID)[self.backend]
-        for row in self.connection.execute(statement, {"task_ids": missing}):
+        for row in fetch(self.connection, statement, {"task_ids": missing}):
             known = self.tasks.get(row.id)
             events = known[1] if known is not None else EventLog(row.id, row.last_event_sequence, self.actor, self.now)
             self.tasks[row.id] = (row, events)
@@ -168,7 +168,7 @@ class Touched:
         missing = sorted(set(step_ids) - self.steps.keys())
         if missing:
             self.steps.update(
-                {row.id: row for row in self.connection.execute(_STEPS_BY_ID[self.backend], {"step_ids": missing})}
+                {row.id: row for row in fetch(self.connection, _STEPS_BY_ID[self.backend], {"step_ids": missing})}
             )
         self.load_tasks(row.task_id for row in self.steps.values())
 
@@ -177,9 +177,10 @@ class Touched:
         changed it since."""
         if step_id in self.changed_steps or step_id not in self.steps:
             self.flush()
-            row = self.connection.execute(_STEPS_BY_ID[self.backend], {"step_ids": [step_id]}).first()
-            if row is None:
+            found = fetch(self.connection, _STEPS_BY_ID[self.backend], {"step_ids": [step_id]})
+            if not found:
                 return None
+            row = found[0]
             self.steps[step_id] = row
             self.changed_steps.discard(step_id)
         return self.steps[step_id]
@@ -212,14 +213,14 @@ class Touched:
             self._release([step_id for _task_id, step_id in released])
 
     def _release(self, step_ids: list[str]) -> None:
-        done = Counter(self.connection.execute(_DEPENDENTS[self.backend], {"step_ids": step_ids}).scalars())
+        done = Counter(row[0] for row in fetch(self.connection, _DEPENDENTS[self.backend], {"step_ids": step_ids}))
         if not done:
             return
         execute_many(self.connection, _DEPENDENCY_DONE, [{"step_id": sid, "done": n} for sid, n in done.items()])
-        ready = self.connection.execute(_NOW_READY[self.backend], {"step_ids": list(done)}).all()
+        ready = fetch(self.connection, _NOW_READY[self.backend], {"step_ids": list(done)})
         if not ready:
             return
-        self.connection.execute(_MAKE_READY[self.backend], {"step_ids": [r.id for r in ready], "ready_at": self.now})
+        run(self.connection, _MAKE_READY[self.backend], {"step_ids": [r.id for r in ready], "ready_at": self.now})
         for r in ready:
             self.changed(r.id)
             _row, events = self.task(r.task_id)
@@ -242,7 +243,7 @@ class Touched:
             for task_id, (row, _events) in self.tasks.items():
                 states[task_id] = [StepState.RUNNING, *([StepState.FAILED] if row.state == "FAILED" else [])]
         else:
-            for task_id, state in self.connection.execute(_STEP_STATES[self.backend], {"task_ids": list(self.tasks)}):
+            for task_id, state in fetch(self.connection, _STEP_STATES[self.backend], {"task_ids": list(self.tasks)}):
                 states[task_id].append(StepState(state))
         updates, events_rows = [], []
         for task_id, (row, events) in self.tasks.items():

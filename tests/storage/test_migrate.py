@@ -10,13 +10,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.config import StorageConfig
 from baton.store import DatabaseTooNew, MigrationsPending, migrate, open_store, tables
 from baton.store.migrate import head_revision
+from tests.storage.conftest import Rows
 
 SCHEMA_TABLES = set(tables.metadata.tables)
+ALL_REVISIONS = ["0001_initial", "0002_checks_without_in_lists"]
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:
@@ -32,7 +35,7 @@ def schema_diff(connection: Connection) -> list[Any]:
 async def test_fresh_database_is_pending_then_current_after_upgrade(engine: AsyncEngine) -> None:
     before = await migrate.status(engine)
     assert before.current is None
-    assert before.pending == ["0001_initial"]
+    assert before.pending == ALL_REVISIONS
     assert not before.is_current
     assert not before.is_newer
 
@@ -99,7 +102,7 @@ async def test_behind_without_auto_migrate_is_migrations_pending(
         await open_store(storage_config, auto_migrate=False)
 
     assert await table_names(engine) <= {"alembic_version"}
-    assert raised.value.pending == ["0001_initial"]
+    assert raised.value.pending == ALL_REVISIONS
     if engine.url.password:
         assert str(engine.url.password) not in str(raised.value)
 
@@ -183,3 +186,58 @@ async def test_a_new_database_gets_the_migrated_schema_in_one_step(engine: Async
     assert created.keys() == migrated.keys()
     for table in created:
         assert created[table] == migrated[table], table
+
+
+async def test_0002_rewrites_the_state_checks_and_keeps_every_row(engine: AsyncEngine) -> None:
+    """A database at 0001 holding a task, its step and events goes to 0002 with all of them (on SQLite no table is
+    dropped and recreated, which would cascade to the steps and events); the constraints then allow the same values,
+    NULL included, refuse the same others, and read as tables.py writes them."""
+    await migrate.upgrade(engine, "0001_initial")
+
+    class AtRevision:  # what Rows needs of a store, on the engine at 0001 (whose columns tables.py still has)
+        async def run_in_transaction(self, fn: Any) -> Any:
+            async with engine.begin() as connection:
+                return await connection.run_sync(fn)
+
+    rows = Rows(AtRevision())  # type: ignore[arg-type]
+    task = await rows.task(state="RUNNING")
+    step_row = rows.step_values(task, "charge", state="READY")
+    step = step_row["id"]
+    event = {
+        "task_id": task,
+        "sequence": 1,
+        "task_state": "RUNNING",
+        "reason": "created",
+        "actor": "alice",
+        "create_time": rows.now,
+    }
+
+    def insert(connection: Connection) -> None:
+        connection.execute(tables.steps.insert(), step_row)
+        connection.execute(tables.task_events.insert(), event)
+
+    await AtRevision().run_in_transaction(insert)
+
+    await migrate.upgrade(engine)
+
+    async with engine.connect() as connection:
+        counts = [
+            (await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()  # noqa: S608
+            for table in ("tasks", "steps", "task_events")
+        ]
+        checks = await connection.run_sync(lambda sync: inspect(sync).get_check_constraints("steps"))
+    assert counts == [1, 1, 1]
+    (state_check,) = [check for check in checks if check["name"] == "ck_steps_state"]
+    assert " IN " not in state_check["sqltext"].upper()
+    async with engine.begin() as connection:  # every allowed value, and NULL where the column is nullable
+        for state in tables.STEP_STATES:
+            await connection.execute(text("UPDATE steps SET state = :s WHERE id = :id"), {"s": state, "id": step})
+        await connection.execute(text("UPDATE task_events SET previous_step_state = NULL, step_state = 'READY'"))
+    for statement in (
+        "UPDATE steps SET state = 'BOGUS'",
+        "UPDATE tasks SET state = 'READY'",  # a step state, not a task state
+        "UPDATE task_events SET previous_task_state = 'running'",
+    ):
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await connection.execute(text(statement))

@@ -114,3 +114,21 @@ def test_sqlite_library_older_than_baton_needs_is_unavailable(tmp_path: Path) ->
         check_sqlite_library(url, (3, 31, 1))
     assert "SQLite 3.31.1 is too old" in caught.value.reason
     assert ".".join(map(str, MIN_SQLITE_VERSION)) in caught.value.reason
+
+
+def test_none_binds_as_null_through_its_adapter(tmp_path: Path) -> None:
+    """The store registers an adapter for None (a failed attribute lookup on every NULL bound, without it): NULL
+    is still what is stored, through the driver directly and through SQLAlchemy."""
+    import sqlite3
+
+    import baton.store.engine
+
+    assert (type(None), sqlite3.PrepareProtocol) in sqlite3.adapters
+    assert baton.store.engine.sqlite3 is sqlite3
+    connection = sqlite3.connect(tmp_path / "nulls.db")
+    connection.execute("CREATE TABLE t (a, b NOT NULL DEFAULT 1)")
+    connection.execute("INSERT INTO t (a, b) VALUES (?, ?)", (None, 2))
+    assert connection.execute("SELECT a IS NULL, typeof(a), b FROM t").fetchall() == [(1, "null", 2)]
+    with pytest.raises(sqlite3.IntegrityError):  # NOT NULL still refuses it
+        connection.execute("INSERT INTO t (a, b) VALUES (?, ?)", (1, None))
+    connection.close()

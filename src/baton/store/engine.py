@@ -18,8 +18,9 @@ import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from sqlalchemy import create_engine as sa_create_engine
@@ -38,6 +39,14 @@ if TYPE_CHECKING:
 
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10.0
 BEGIN_IMMEDIATE = "sqlite_begin_immediate"
+
+# NULL parameters. The driver adapts every parameter that is not exactly an int, float, str or bytearray, and for
+# None that was a failed attribute lookup (`__adapt__` on the protocol's type: an AttributeError formatted, then
+# cleared) on every bind: about 0.3 µs a NULL, and the engine's rows carry several each. An adapter registered for
+# None is found first, in the adapters' table; `{}.get` returns None from C, without a Python frame. NULL is bound
+# as before (the driver binds a None it gets back as NULL).
+_none_adapter: dict[None, None] = {}
+sqlite3.register_adapter(type(None), cast("Callable[[None], None]", _none_adapter.get))
 
 
 def json_text(value: Any) -> str:

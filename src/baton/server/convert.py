@@ -11,15 +11,28 @@ from baton.errors import FieldViolation, InvalidArgument
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    """A Timestamp for an aware datetime (naive ones are taken as UTC); None stays None."""
+    """A Timestamp for an aware datetime (naive ones are taken as UTC); None stays None.
+
+    The message is shared: pass it where a message field takes it (a keyword of a message's constructor, or
+    `CopyFrom`), which copies it, and never change it. The times of one transaction repeat across a response (a
+    task's create and update time, its steps' ready and next-attempt times, the leases of one claim), so the last
+    ones made are kept, by datetime: most are then made once."""
     if value is None:
         return None
-    # Timestamp.FromDatetime goes through calendar.timegm in Python; a timedelta from the epoch is exact and in C.
-    since = (value.replace(tzinfo=UTC) if value.tzinfo is None else value) - _EPOCH
-    return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
+    made = _timestamps.get(value)
+    if made is None:
+        # Timestamp.FromDatetime goes through calendar.timegm in Python; a timedelta from the epoch is exact, in C.
+        since = (value.replace(tzinfo=UTC) if value.tzinfo is None else value) - _EPOCH
+        made = timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
+        if len(_timestamps) >= _TIMESTAMPS_KEPT:
+            _timestamps.clear()
+        _timestamps[value] = made
+    return made
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIMESTAMPS_KEPT = 256
+_timestamps: dict[datetime, timestamp_pb2.Timestamp] = {}
 
 
 def from_timestamp(value: timestamp_pb2.Timestamp) -> datetime:

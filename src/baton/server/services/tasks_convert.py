@@ -85,7 +85,7 @@ def task_to_proto(task: TaskRecord) -> tasks_pb2.Task:
         namespace=task.namespace,
         handler_name=task.handler_name,
         handler_version=task.handler_version,
-        state=common_pb2.TaskState.Value(f"TASK_STATE_{task.state.value}"),
+        state=_TASK_STATES[task.state],
         context=_struct(task.context),
         tags=list(task.tags),
         priority=task.priority,
@@ -100,8 +100,13 @@ def task_to_proto(task: TaskRecord) -> tasks_pb2.Task:
     )
 
 
+#: The proto enum value of each state (EnumTypeWrapper.Value is a Python call and a formatted name each time).
+_TASK_STATES = {state: common_pb2.TaskState.Value(f"TASK_STATE_{state.value}") for state in TaskState}
+_STEP_STATES = {state.value: common_pb2.StepState.Value(f"STEP_STATE_{state.value}") for state in StepState}
+
+
 def _step_state(state: str) -> common_pb2.StepState.ValueType:
-    return common_pb2.StepState.Value(f"STEP_STATE_{state}")
+    return _STEP_STATES[state]
 
 
 def step_to_proto(step: StepRecord) -> tasks_pb2.Step:
@@ -153,7 +158,7 @@ def task_event_to_proto(event: TaskEventRecord) -> tasks_pb2.TaskEvent:
 def _task_state(state: TaskState | None) -> common_pb2.TaskState.ValueType:
     if state is None:
         return common_pb2.TASK_STATE_UNSPECIFIED
-    return common_pb2.TaskState.Value(f"TASK_STATE_{state.value}")
+    return _TASK_STATES[state]
 
 
 def _step_state_or_unset(state: StepState | None) -> common_pb2.StepState.ValueType:

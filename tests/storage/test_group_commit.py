@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -85,6 +86,32 @@ async def test_writes_queued_behind_a_busy_writer_share_one_transaction_and_fail
     after_transactions, after_writes = _counts()
     assert (after_transactions - transactions, after_writes - writes) == (2, 5), "the held write, then one group"
     assert store.write_sequence == sequence + 5, "every write of the group is numbered in the order it ran"
+
+
+async def test_failures_anywhere_in_a_group_take_back_only_their_own_rows(store: SqlStore, rows: Rows) -> None:
+    """Savepoints are not released one by one (each write's nests in the one before, and the COMMIT releases them
+    all): a failing first write, failures back to back and a failure after a success each undo their own rows."""
+    await rows.task()
+    held, release = await _hold_the_writer(store)
+
+    def insert(count: int, fail: bool) -> Callable[[Connection], int]:
+        def write(connection: Connection) -> int:
+            connection.execute(tables.tasks.insert(), [rows.task_values() for _ in range(count)])
+            if fail:
+                raise RuntimeError(f"no {count}")
+            return _count_tasks(connection)
+
+        return write
+
+    plan = [(2, True), (1, False), (3, True), (4, True), (1, False), (5, True), (1, False)]
+    queued = [asyncio.ensure_future(store.run_in_transaction(insert(n, fail))) for n, fail in plan]
+    await asyncio.sleep(0.05)
+    release.set()
+    await held
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+
+    assert [str(o) if isinstance(o, RuntimeError) else o for o in outcomes] == ["no 2", 2, "no 3", "no 4", 3, "no 5", 4]
+    assert await store.run_read(_count_tasks) == 4
 
 
 async def test_a_write_cancelled_before_it_began_is_not_run(store: SqlStore, rows: Rows) -> None:

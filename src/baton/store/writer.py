@@ -211,7 +211,12 @@ class SqliteThreads:
                     self._savepoint(write, connection, driver)
 
     def _savepoint(self, write: _Write[Any], connection: Connection, driver: sqlite3.Connection) -> None:
-        """Run one write of a group in a savepoint of the group's transaction, rolled back to when it raises."""
+        """Run one write of a group in a savepoint of the group's transaction, rolled back to when it raises.
+
+        The savepoint is not released: the next write's nests in it, and the COMMIT releases them all. `ROLLBACK TO`
+        goes back to the newest savepoint of the name, the raising write's own, and keeps it, so the writes before
+        it stay and those after it nest there instead. That is one statement less a write (each one a GIL hand-off
+        for the writer thread, which waits to take the GIL back from the event loop after every SQLite call)."""
         driver.execute(f"SAVEPOINT {_SAVEPOINT}")
         self.writes_begun += 1
         write.began = True
@@ -222,7 +227,6 @@ class SqliteThreads:
             if connection.invalidated or not driver.in_transaction:
                 raise _TransactionLost from exc
             driver.execute(f"ROLLBACK TO {_SAVEPOINT}")
-        driver.execute(f"RELEASE {_SAVEPOINT}")
 
     def _connection(self) -> Connection:
         connection = self._write_connection

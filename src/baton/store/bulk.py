@@ -182,12 +182,44 @@ def _plan(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
 
 
 def _compile(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
+    bound = _bound(statement, dialect, keys)
+    if bound is None or not bound.names:
+        return None
+    return _Plan(
+        statement,
+        bound.sql,
+        itemgetter(*bound.names),
+        len(bound.names) == 1,
+        bound.processed,
+        bound.constants,
+        _multi_row(statement, bound.sql, bound.width),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """A statement compiled for SQLite with `keys` given: its SQL, the given parameters in the order it binds
+    them, the positions among those that need a bind processor, and the constants it binds itself with their
+    positions in the full parameter list."""
+
+    compiled: Any
+    sql: str
+    names: tuple[str, ...]
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]
+    constants: tuple[tuple[int, Any], ...]
+    width: int  # parameters in all
+
+
+def _bound(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Bound | None:
+    """How `statement` binds its parameters, compiled exactly as `Connection.execute` would compile it for these
+    keys (`column_keys`); None when SQLAlchemy must run it (parameters expanded at execution, or one neither given
+    nor fixed by the statement, which SQLAlchemy reports)."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     positions = compiled.positiontup
     if not compiled.positional or positions is None or compiled.literal_execute_params or compiled.post_compile_params:
         return None
     known = set(keys)
-    taken: list[str] = []
+    names: list[str] = []
     processed: list[tuple[int, Callable[[Any], Any]]] = []
     constants: list[tuple[int, Any]] = []
     for position, name in enumerate(positions):
@@ -195,25 +227,14 @@ def _compile(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> 
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if name in known:
             if processor is not None:
-                processed.append((len(taken), processor))
-            taken.append(name)
+                processed.append((len(names), processor))
+            names.append(name)
         elif bind.callable is None and not bind.required:
             value = bind.effective_value
             constants.append((position, value if processor is None else processor(value)))
-        else:  # a parameter the rows do not carry and the statement does not fix: let SQLAlchemy say so
+        else:
             return None
-    if not taken:
-        return None
-    sql = str(compiled)
-    return _Plan(
-        statement,
-        sql,
-        itemgetter(*taken),
-        len(taken) == 1,
-        tuple(processed),
-        tuple(constants),
-        _multi_row(statement, sql, len(positions)),
-    )
+    return _Bound(compiled, str(compiled), tuple(names), tuple(processed), tuple(constants), len(positions))
 
 
 def _multi_row(statement: UpdateBase, sql: str, width: int) -> _MultiRow | None:
@@ -346,26 +367,10 @@ def _direct(connection: Connection, statement: Any, parameters: dict[str, Any]) 
 
 
 def _compile_direct(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Direct | None:
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    positions = compiled.positiontup
-    if not compiled.positional or positions is None or compiled.literal_execute_params or compiled.post_compile_params:
+    bound = _bound(statement, dialect, keys)
+    if bound is None:
         return None
-    known = set(keys)
-    names: list[str] = []
-    processed: list[tuple[int, Callable[[Any], Any]]] = []
-    constants: list[tuple[int, Any]] = []
-    for position, name in enumerate(positions):
-        bind = compiled.binds[name]
-        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if name in known:
-            if processor is not None:
-                processed.append((len(names), processor))
-            names.append(name)
-        elif bind.callable is None and not bind.required:
-            value = bind.effective_value
-            constants.append((position, value if processor is None else processor(value)))
-        else:  # a parameter not given: let SQLAlchemy say so
-            return None
+    compiled = bound.compiled
     row_type: type[_DirectRow] | None = None
     results: list[tuple[int, Callable[[Any], Any]]] = []
     returns = isinstance(statement, Select) or (isinstance(statement, UpdateBase) and statement._returning)
@@ -382,7 +387,7 @@ def _compile_direct(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> 
             if processor is not None:
                 results.append((position, processor))
         row_type = type("Row", (_DirectRow,), {"__slots__": (), "_fields": labels, **_getters(labels)})
-    return _Direct(statement, str(compiled), tuple(names), tuple(processed), tuple(constants), row_type, tuple(results))
+    return _Direct(statement, bound.sql, bound.names, bound.processed, bound.constants, row_type, tuple(results))
 
 
 def _getters(labels: tuple[str, ...]) -> dict[str, Any]:

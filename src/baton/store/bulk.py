@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -170,14 +170,22 @@ def _repeats(parameters: list[Any], key: int) -> bool:
 
 
 def _plan(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
-    cache_key = (id(statement), dialect.name, keys)
-    if cache_key in _plans:  # None too: a statement that goes through Connection.execute
-        return _plans[cache_key]
-    plan = _compile(statement, dialect, keys)
+    return _cached(_plans, (id(statement), dialect.name, keys), lambda: _compile(statement, dialect, keys))
+
+
+P = TypeVar("P")
+
+
+def _cached(plans: dict[Any, P | None], key: Any, make: Callable[[], P | None]) -> P | None:
+    """The plan kept under `key` (None too: a statement that goes through SQLAlchemy), made and kept on first use;
+    at most MAX_PLANS are kept (statements are module constants, so a handful is the norm)."""
+    if key in plans:
+        return plans[key]
+    plan = make()
     with _lock:
-        if len(_plans) >= MAX_PLANS:
-            _plans.clear()
-        _plans[cache_key] = plan
+        if len(plans) >= MAX_PLANS:
+            plans.clear()
+        plans[key] = plan
     return plan
 
 
@@ -355,15 +363,8 @@ def _run_direct(connection: Connection, plan: _Direct, driver: sqlite3.Connectio
 
 def _direct(connection: Connection, statement: Any, parameters: dict[str, Any]) -> _Direct | None:
     """The plan to run `statement` on SQLite's driver, or None to run it through SQLAlchemy."""
-    cache_key = (id(statement), tuple(parameters))
-    if cache_key in _directs:
-        return _directs[cache_key]
-    plan = _compile_direct(statement, connection.dialect, tuple(parameters))
-    with _lock:
-        if len(_directs) >= MAX_PLANS:
-            _directs.clear()
-        _directs[cache_key] = plan
-    return plan
+    keys = tuple(parameters)
+    return _cached(_directs, (id(statement), keys), lambda: _compile_direct(statement, connection.dialect, keys))
 
 
 def _compile_direct(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Direct | None:

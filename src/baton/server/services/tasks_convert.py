@@ -102,11 +102,7 @@ def task_to_proto(task: TaskRecord) -> tasks_pb2.Task:
 
 #: The proto enum value of each state (EnumTypeWrapper.Value is a Python call and a formatted name each time).
 _TASK_STATES = {state: common_pb2.TaskState.Value(f"TASK_STATE_{state.value}") for state in TaskState}
-_STEP_STATES = {state.value: common_pb2.StepState.Value(f"STEP_STATE_{state.value}") for state in StepState}
-
-
-def _step_state(state: str) -> common_pb2.StepState.ValueType:
-    return _STEP_STATES[state]
+_STEP_STATES = {state: common_pb2.StepState.Value(f"STEP_STATE_{state.value}") for state in StepState}
 
 
 def step_to_proto(step: StepRecord) -> tasks_pb2.Step:
@@ -115,7 +111,7 @@ def step_to_proto(step: StepRecord) -> tasks_pb2.Step:
     return tasks_pb2.Step(
         id=step.id,
         name=step.name,
-        state=_step_state(step.state.value),
+        state=_STEP_STATES[step.state],
         step_handler=step.step_handler,
         depends_on=list(step.depends_on),
         attempts=step.attempts,
@@ -162,7 +158,7 @@ def _task_state(state: TaskState | None) -> common_pb2.TaskState.ValueType:
 
 
 def _step_state_or_unset(state: StepState | None) -> common_pb2.StepState.ValueType:
-    return common_pb2.STEP_STATE_UNSPECIFIED if state is None else _step_state(state.value)
+    return common_pb2.STEP_STATE_UNSPECIFIED if state is None else _STEP_STATES[state]
 
 
 def graph_to_proto(task_id: str, analysis: GraphAnalysis) -> tasks_pb2.TaskGraph:
@@ -172,7 +168,7 @@ def graph_to_proto(task_id: str, analysis: GraphAnalysis) -> tasks_pb2.TaskGraph
         nodes=[
             tasks_pb2.GraphNode(
                 step_name=node.name,
-                state=_step_state(node.state.value),
+                state=_STEP_STATES[node.state],
                 downstream_count=node.downstream_count,
                 impact_score=node.impact_score,
                 on_critical_path=node.on_critical_path,

@@ -185,6 +185,18 @@ class StorageConfig(_Section):
     sqlite_busy_timeout_ms: int = setting(
         5000, "an integer between 0 and 600000", "How long SQLite waits for a lock.", ge=0, le=600_000
     )
+    sqlite_writes_on_loop: bool = setting(
+        True,
+        "true or false",
+        "Run SQLite write transactions on the event loop (false: in a writer thread, which shares the GIL).",
+    )
+    sqlite_group_commit_ms: float = setting(
+        3.0,
+        "a number of milliseconds between 0 and 100",
+        "How long a SQLite write on the loop waits after the last write transaction for others to share its own.",
+        ge=0,
+        le=100,
+    )
 
     @field_validator("database_url")
     @classmethod

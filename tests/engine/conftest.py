@@ -12,7 +12,7 @@ from baton.config import StorageConfig
 from baton.store import SqlStore, open_store
 from tests.support.server import RunningServer, make_config, running_server, server
 
-__all__ = ["any_server", "backend_env", "server", "server_env", "sqlite_store"]
+__all__ = ["any_server", "backend_env", "server", "server_env", "sqlite_store", "sqlite_thread_store"]
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -48,6 +48,18 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
     """A migrated store on a SQLite file, for tests that drive the engine in process."""
     store = await open_store(
         StorageConfig(database_url=f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}"), auto_migrate=True
+    )
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def sqlite_thread_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """A migrated store on a SQLite file whose writes run in the writer thread, for tests that hold a write
+    transaction open in the middle of a statement (on the event loop that would hold the loop, and the test)."""
+    store = await open_store(
+        StorageConfig(database_url=f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}", sqlite_writes_on_loop=False),
+        auto_migrate=True,
     )
     yield store
     await store.close()

@@ -23,8 +23,9 @@ HANDLER = "work.eager"
 
 
 @pytest.fixture
-def store(sqlite_store: SqlStore) -> SqlStore:
-    return sqlite_store
+def store(sqlite_thread_store: SqlStore) -> SqlStore:
+    """Writes in the writer thread: these tests hold a claim's transaction open mid-statement."""
+    return sqlite_thread_store
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from baton.store import SqlStore, Store, tables
+from baton.config import StorageConfig
+from baton.store import SqlStore, Store, open_store, tables
 from baton.store.migrate import head_revision
 
 if TYPE_CHECKING:
@@ -119,12 +121,19 @@ async def test_sqlite_checkpoints_run_in_a_thread_beside_the_writer(store: SqlSt
     assert autocheckpoint == writer.WAL_AUTOCHECKPOINT
 
 
-async def test_sqlite_writer_load_is_measured(store: SqlStore, backend: str) -> None:
+async def test_sqlite_writer_load_is_measured(storage_config: StorageConfig, backend: str) -> None:
     """The writer's transactions, busy and CPU seconds and queueing are counted: a transaction that sleeps in the
-    writer is busy but not on the CPU, one that fails is counted too, and one submitted behind it queues."""
+    writer thread is busy but not on the CPU, one that fails is counted too, and one submitted behind it queues."""
     if backend != "sqlite":
         pytest.skip("the SQLite writer thread only")
-    import time
+    store = await open_store(storage_config.model_copy(update={"sqlite_writes_on_loop": False}), auto_migrate=True)
+    try:
+        await _measure_the_writer_thread(store)
+    finally:
+        await store.close()
+
+
+async def _measure_the_writer_thread(store: SqlStore) -> None:
 
     from prometheus_client import REGISTRY
 

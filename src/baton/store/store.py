@@ -32,7 +32,7 @@ from baton.store.engine import (
 )
 from baton.store.migrate import MigrationStatus
 from baton.store.tables import TASK_STATES, tasks, workers
-from baton.store.writer import READERS, SqliteThreads
+from baton.store.writer import GROUP_COMMIT_WINDOW, READERS, SqliteThreads
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -80,7 +80,13 @@ class SqlStore:
     `engine` (tests and tools; the server never does)."""
 
     def __init__(
-        self, engine: AsyncEngine | None = None, *, url: URL | None = None, sqlite_busy_timeout_ms: int = 5000
+        self,
+        engine: AsyncEngine | None = None,
+        *,
+        url: URL | None = None,
+        sqlite_busy_timeout_ms: int = 5000,
+        sqlite_writes_on_loop: bool = True,
+        sqlite_group_commit_ms: float = GROUP_COMMIT_WINDOW * 1000,
     ) -> None:
         if engine is not None:
             url = engine.url
@@ -93,7 +99,13 @@ class SqlStore:
         self._threads: SqliteThreads | None = None
         if url.get_backend_name() == "sqlite" and sqlite_path(url) is not None:
             writer, reader = create_sqlite_thread_engines(url, sqlite_busy_timeout_ms, READERS)
-            self._threads = SqliteThreads(writer, reader)
+            self._threads = SqliteThreads(
+                writer,
+                reader,
+                on_loop=sqlite_writes_on_loop,
+                group_commit_window=sqlite_group_commit_ms / 1000,
+                busy_timeout_ms=sqlite_busy_timeout_ms,
+            )
         elif engine is None:
             raise TypeError("only a SQLite file is served without an AsyncEngine")
 
@@ -104,7 +116,12 @@ class SqlStore:
         url = make_url(config.database_url.get_secret_value())
         if config.backend == "sqlite" and sqlite_path(url) is not None:
             prepare_sqlite_file(url)
-            return cls(url=url, sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms)
+            return cls(
+                url=url,
+                sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms,
+                sqlite_writes_on_loop=config.sqlite_writes_on_loop,
+                sqlite_group_commit_ms=config.sqlite_group_commit_ms,
+            )
         return cls(create_engine(config), sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms)
 
     @property

@@ -191,7 +191,7 @@ class StorageConfig(_Section):
         "Run SQLite write transactions on the event loop (false: in a writer thread, which shares the GIL).",
     )
     sqlite_group_commit_ms: float = setting(
-        3.0,
+        5.0,
         "a number of milliseconds between 0 and 100",
         "How long a SQLite write on the loop waits after the last write transaction for others to share its own.",
         ge=0,

@@ -9,8 +9,8 @@ writer).
 Writes run on the event loop itself by default (`on_loop`). They used to run in a writer thread, which shared the
 GIL with the loop: SQLite releases the GIL around every statement, and the writer then waited for the loop to give
 it back, up to the switch interval each time, while the loop waited for the writer's results. That thread was busy
-80 % of the time and on the CPU 37 %, and a task cost the server 1.2 ms of CPU; on the loop a task costs 1.0 ms
-and `CreateTask` alone is 1.4 times as fast (README, session 17). A transaction on the loop holds the loop for as
+80 % of the time and on the CPU 37 %, and a task cost the server 1.2 ms of CPU; on the loop a task costs 0.8-1.0 ms
+and `CreateTask` alone is about 1.45 times as fast (README, session 17). A transaction on the loop holds the loop for as
 long as it runs, which the thread's GIL hand-offs also did for most of its Python work; SQLite's own work in it
 (WAL, synchronous=NORMAL: no fsync at COMMIT) is tens of microseconds a task.
 
@@ -79,7 +79,7 @@ WAL_AUTOCHECKPOINT = 10_000
 #: Writes one transaction takes from the queue at most (group commit).
 GROUP_LIMIT = 32
 #: Seconds a write on the loop waits, after the last transaction ended, for others to share its transaction.
-GROUP_COMMIT_WINDOW = 0.003
+GROUP_COMMIT_WINDOW = 0.005
 _SAVEPOINT = "baton_write"
 
 WRITER_TRANSACTIONS = Counter("baton_sqlite_write_transactions", "Write transactions run by the SQLite writer thread.")
@@ -153,7 +153,7 @@ class SqliteThreads:
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         self._write_connection: Connection | None = None  # used by one drain at a time (on the loop or in the thread)
-        #: Writes begun so far, counted in the writer thread as each begins: they run one at a time in this
+        #: Writes begun so far, counted as each begins (on the loop or in the thread): they run one at a time in this
         #: order, so a write sees what every one with a lower number wrote.
         self.writes_begun = 0
         self._queue: deque[_Write[Any]] = deque()

@@ -263,3 +263,60 @@ async def test_on_the_loop_writes_that_find_the_database_locked_wait_in_the_thre
     assert count == 3
 
     assert await store.run_in_transaction(_insert_namespace("back")) == threading.current_thread().name
+
+
+async def test_a_batcher_that_waits_for_the_writers_turn_takes_its_batch_into_the_next_transaction(
+    loop_store: tuple[SqlStore, Path],
+) -> None:
+    """The task engine gathers CreateTask calls (Coalescer) and takes its batch at the writer's turn: calls that
+    come during the group-commit window go into the transaction that window opens for, not the one after it."""
+    from baton.engine.batching import Coalescer
+
+    store, _ = loop_store
+    batches: list[list[str]] = []
+
+    async def write(names: list[str]) -> list[str | Exception]:
+        batches.append(names)
+
+        def insert(connection: Connection) -> None:
+            for name in names:
+                _insert_namespace(name)(connection)
+
+        await store.run_in_transaction(insert)
+        return list(names)
+
+    creates: Coalescer[str, str] = Coalescer(write, 100, store.write_turn)
+    await store.run_in_transaction(_insert_namespace("opens-the-window"))
+    transactions, _ = _counts()
+    first = asyncio.ensure_future(creates.submit("first"))
+    await asyncio.sleep(HOLD_MS / 4000)  # inside the window that the last transaction opened
+    assert batches == [], "the batch is not taken before the writer's turn"
+    later = [asyncio.ensure_future(creates.submit(f"later-{i}")) for i in range(3)]
+    await asyncio.sleep(HOLD_MS / 4000)
+    assert await asyncio.wait_for(asyncio.gather(first, *later), 5) == ["first", "later-0", "later-1", "later-2"]
+    assert batches == [["first", "later-0", "later-1", "later-2"]], "one batch of every caller of the window"
+    assert _counts()[0] == transactions + 1
+
+
+async def test_the_writers_turn_does_not_wait_when_writes_run_in_the_thread(tmp_path: Path) -> None:
+    config = StorageConfig(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'thread.db'}",
+        sqlite_writes_on_loop=False,
+        sqlite_group_commit_ms=HOLD_MS,
+    )
+    store = await open_store(config, auto_migrate=True)
+    try:
+        await asyncio.wait_for(store.write_turn(), HOLD_MS / 4000)
+    finally:
+        await store.close()
+
+
+async def test_the_writers_turn_after_a_quiet_spell_comes_in_the_same_loop_turn_as_a_write(
+    loop_store: tuple[SqlStore, Path],
+) -> None:
+    store, _ = loop_store
+    await asyncio.sleep(1.5 * HOLD_MS / 1000)  # past the window of the migrations' last write
+    began = time.perf_counter()
+    await store.write_turn()
+    assert time.perf_counter() - began < HOLD_MS / 2000
+    await store.run_in_transaction(_insert_namespace("after-the-turn"))

@@ -4,6 +4,12 @@ CreateTask is one small insert per call, and a transaction costs far more than t
 arrive starts a flusher; every call arriving before it runs, or while its transaction is in flight, joins the next
 batch (up to `max_batch`). A lone call is written at once — nothing waits for company — so latency at low load is
 one transaction, and at high load the batch grows by itself.
+
+With a `turn` (the store's `write_turn`: on SQLite, the moment the writer's next transaction takes its group), the
+flusher takes its batch only then, so the calls that came during the writer's group-commit window go into the
+transaction that window was for. Taking the batch as soon as the flusher ran instead would hand the writer the
+first call alone and leave every later one of the window to the transaction after it: a whole window more of
+waiting for most calls.
 """
 
 from __future__ import annotations
@@ -19,9 +25,15 @@ R = TypeVar("R")
 class Coalescer(Generic[I, R]):
     """Writes submitted items in batches; `write` answers each item with a result or the exception to raise."""
 
-    def __init__(self, write: Callable[[list[I]], Awaitable[list[R | Exception]]], max_batch: int) -> None:
+    def __init__(
+        self,
+        write: Callable[[list[I]], Awaitable[list[R | Exception]]],
+        max_batch: int,
+        turn: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._write = write
         self._max_batch = max_batch
+        self._turn = turn
         self._queue: list[tuple[I, asyncio.Future[R]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -39,6 +51,8 @@ class Coalescer(Generic[I, R]):
         batch: list[tuple[I, asyncio.Future[R]]] = []
         try:
             while self._queue:
+                if self._turn is not None:
+                    await self._turn()
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
                 try:
                     results: list[R | Exception] = await self._write([item for item, _ in batch])

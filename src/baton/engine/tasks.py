@@ -92,7 +92,9 @@ class TaskEngine:
         self.weights = weights
         self._notifier = notifier
         self._eager = eager
-        self._creates: Coalescer[Prepared, TaskRecord] = Coalescer(self._write_created, MAX_GROUP_COMMIT)
+        self._creates: Coalescer[Prepared, TaskRecord] = Coalescer(
+            self._write_created, MAX_GROUP_COMMIT, store.write_turn
+        )
 
     @classmethod
     def from_config(

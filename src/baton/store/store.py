@@ -196,6 +196,12 @@ class SqlStore:
             async with connection.begin():
                 return await connection.run_sync(fn)
 
+    async def write_turn(self) -> None:
+        """Return when a write submitted right away joins the next transaction to begin (on SQLite, the writer's
+        next group: `SqliteThreads.turn`); at once on PostgreSQL, where transactions do not queue."""
+        if self._threads is not None:
+            await self._threads.turn()
+
     async def run_read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` synchronously in one read-only transaction (a consistent snapshot), without taking SQLite's
         write lock; on a SQLite file in one hop to a reader thread."""

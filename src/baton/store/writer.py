@@ -41,6 +41,8 @@ savepoint. On the loop a transaction takes no time in which others could queue, 
 write that comes within `group_commit_window` seconds (BATON_SQLITE_GROUP_COMMIT_MS) of the end of the last
 transaction waits for the rest of that window, and the writes that came meanwhile share its transaction. A write
 that comes later, as every write does under light load, runs at the end of the loop turn it came in, with no wait.
+A batcher of its own callers (the task engine's creates) waits for the writer's `turn` and takes its batch then, so
+the callers that came during the window join it too.
 When an error ends the whole transaction (SQLite rolls back by itself on a full disk or an I/O error) or the
 COMMIT fails, nothing of the group was written: every write that ran in it fails with that error, and those not
 yet begun go first into the next transaction.
@@ -149,6 +151,7 @@ class SqliteThreads:
         self.group_commit_window = group_commit_window
         self._busy_timeout_ms = busy_timeout_ms
         self._loop_drain: asyncio.Handle | None = None  # the drain scheduled on the loop
+        self._turn_waiters: list[asyncio.Future[None]] = []  # callers of `turn` waiting for the next group
         self._last_end = 0.0  # perf_counter when the last transaction on the loop ended
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
@@ -185,6 +188,25 @@ class SqliteThreads:
         result: T = await write.future
         return result
 
+    async def turn(self) -> None:
+        """Wait until the next transaction on the loop is about to take its group from the queue (scheduling it
+        as a write would, when none is scheduled): a write submitted right then is in that group. A batcher that
+        gathers its own callers (the task engine's creates) takes its batch here, so the callers that came during
+        the group-commit window share this transaction rather than waiting for the one after it. At once when
+        writes go to the writer thread."""
+        if not self.on_loop:
+            return
+        loop = asyncio.get_running_loop()
+        with self._queue_lock:
+            if self._draining and self._loop_drain is None:  # the queue is the writer thread's (the lock fallback)
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._turn_waiters.append(waiter)
+            if not self._draining:
+                self._draining = True
+                self._schedule(loop)
+        await waiter
+
     def _schedule(self, loop: asyncio.AbstractEventLoop, backlog: bool = False) -> None:
         """Drain on the loop at the end of this turn, or when the group-commit window since the last transaction
         ends (right away for a `backlog` of writes that queued up meanwhile)."""
@@ -210,17 +232,26 @@ class SqliteThreads:
         next turn (other callbacks run between transactions). A group that finds the database locked goes, with
         the writes behind it, to the writer thread, which waits for the lock."""
         self._loop_drain = None
+        loop = asyncio.get_running_loop()
+        if self._turn_waiters:  # they submit their writes first (their wake-ups run before this next call)
+            waiters, self._turn_waiters = self._turn_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._loop_drain = loop.call_soon(self._drain_on_loop)
+            return
         with self._queue_lock:
             group = [self._queue.popleft() for _ in range(min(GROUP_LIMIT, len(self._queue)))]
         group = [write for write in group if not write.future.cancelled()]
         locked = bool(group) and not self._run(group, on_loop=True)
-        self._last_end = time.perf_counter()
+        if group:
+            self._last_end = time.perf_counter()
         with self._queue_lock:
             if locked:
                 self._queue.extendleft(reversed(group))
                 self._to_thread()
             elif self._queue:
-                self._schedule(asyncio.get_running_loop(), backlog=True)
+                self._schedule(loop, backlog=True)
             else:
                 self._draining = False
 

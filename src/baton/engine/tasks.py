@@ -127,8 +127,9 @@ class TaskEngine:
         handed to waiting workers already), before the callers' responses are built."""
         fresh = {a.id: a for a in answers if isinstance(a, TaskRecord) and a.create_time == now}
         ready: Counter[tuple[str, str]] = Counter()
+        for (namespace, handler), count in Counter((t.namespace, t.handler_name) for t in fresh.values()).items():
+            TASKS_CREATED.labels(namespace, handler).inc(count)
         for task in fresh.values():
-            TASKS_CREATED.labels(task.namespace, task.handler_name).inc()
             ready.update((task.namespace, step.step_handler) for step in task.steps if step.state is StepState.READY)
         ready.subtract((lease.namespace, lease.step_handler) for lease in handed)
         if self._notifier is not None:

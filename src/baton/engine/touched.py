@@ -286,5 +286,5 @@ class Touched:
             notifier.steps_ready(namespace, handlers)
         for task_id in self.tasks:
             notifier.task_changed(task_id)
-        for namespace, handler, outcome in self.finished:
-            TASKS_FINISHED.labels(namespace, handler, outcome).inc()
+        for (namespace, handler, outcome), count in Counter(self.finished).items():
+            TASKS_FINISHED.labels(namespace, handler, outcome).inc(count)

@@ -320,3 +320,33 @@ async def test_the_writers_turn_after_a_quiet_spell_comes_in_the_same_loop_turn_
     await store.write_turn()
     assert time.perf_counter() - began < HOLD_MS / 2000
     await store.run_in_transaction(_insert_namespace("after-the-turn"))
+
+
+async def test_closing_the_store_writes_the_batch_waiting_for_the_writers_turn(tmp_path: Path) -> None:
+    from baton.engine.batching import Coalescer
+
+    path = tmp_path / "closing.db"
+    config = StorageConfig(database_url=f"sqlite+aiosqlite:///{path}", sqlite_group_commit_ms=HOLD_MS)
+    store = await open_store(config, auto_migrate=True)
+
+    async def write(names: list[str]) -> list[str | Exception]:
+        def insert(connection: Connection) -> None:
+            for name in names:
+                _insert_namespace(name)(connection)
+
+        await store.run_in_transaction(insert)
+        return list(names)
+
+    creates: Coalescer[str, str] = Coalescer(write, 100, store.write_turn)
+    await store.run_in_transaction(_insert_namespace("opens-the-window"))
+    pending = asyncio.ensure_future(creates.submit("at-close"))
+    for _ in range(3):  # the call queues, and the batcher starts waiting for the writer's turn (inside the window)
+        await asyncio.sleep(0)
+    assert not pending.done()
+    await store.close()
+    database = sqlite3.connect(path)
+    try:  # read before anything else runs on the loop: the write was committed by the time close() returned
+        assert database.execute("SELECT count(*) FROM namespaces WHERE name = 'at-close'").fetchone() == (1,)
+    finally:
+        database.close()
+    assert await asyncio.wait_for(pending, 5) == "at-close"

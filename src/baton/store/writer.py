@@ -429,6 +429,7 @@ class SqliteThreads:
         while self._loop_drain is not None:  # writes waiting for their group-commit window: run them now
             self._loop_drain.cancel()
             self._drain_on_loop()
+            await asyncio.sleep(0)  # callers woken for the writer's turn submit their writes before it closes
         if self._write_thread is None:  # no write went to the thread
             self._close_writer()
         stops = (

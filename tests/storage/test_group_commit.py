@@ -350,3 +350,12 @@ async def test_closing_the_store_writes_the_batch_waiting_for_the_writers_turn(t
     finally:
         database.close()
     assert await asyncio.wait_for(pending, 5) == "at-close"
+
+
+def test_the_configurations_default_window_is_the_writers() -> None:
+    """The configuration does not import the storage layer (nor SQLAlchemy behind it), so the default is written
+    twice: the two must agree."""
+    from baton.store.writer import GROUP_COMMIT_WINDOW
+
+    default = StorageConfig.model_fields["sqlite_group_commit_ms"].default
+    assert default == GROUP_COMMIT_WINDOW * 1000

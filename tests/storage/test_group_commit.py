@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from baton.config import StorageConfig
+from baton.engine.batching import Coalescer
 from baton.store import SqlStore, open_store, tables
 
 if TYPE_CHECKING:
@@ -265,15 +266,9 @@ async def test_on_the_loop_writes_that_find_the_database_locked_wait_in_the_thre
     assert await store.run_in_transaction(_insert_namespace("back")) == threading.current_thread().name
 
 
-async def test_a_batcher_that_waits_for_the_writers_turn_takes_its_batch_into_the_next_transaction(
-    loop_store: tuple[SqlStore, Path],
-) -> None:
-    """The task engine gathers CreateTask calls (Coalescer) and takes its batch at the writer's turn: calls that
-    come during the group-commit window go into the transaction that window opens for, not the one after it."""
-    from baton.engine.batching import Coalescer
-
-    store, _ = loop_store
-    batches: list[list[str]] = []
+def _namespace_batcher(store: SqlStore, batches: list[list[str]]) -> Coalescer[str, str]:
+    """A batcher as the task engine's creates have: each batch (recorded in `batches`) inserts its names as
+    namespaces in one write, taken at the writer's turn."""
 
     async def write(names: list[str]) -> list[str | Exception]:
         batches.append(names)
@@ -285,7 +280,17 @@ async def test_a_batcher_that_waits_for_the_writers_turn_takes_its_batch_into_th
         await store.run_in_transaction(insert)
         return list(names)
 
-    creates: Coalescer[str, str] = Coalescer(write, 100, store.write_turn)
+    return Coalescer(write, 100, store.write_turn)
+
+
+async def test_a_batcher_that_waits_for_the_writers_turn_takes_its_batch_into_the_next_transaction(
+    loop_store: tuple[SqlStore, Path],
+) -> None:
+    """The task engine gathers CreateTask calls (Coalescer) and takes its batch at the writer's turn: calls that
+    come during the group-commit window go into the transaction that window opens for, not the one after it."""
+    store, _ = loop_store
+    batches: list[list[str]] = []
+    creates = _namespace_batcher(store, batches)
     await store.run_in_transaction(_insert_namespace("opens-the-window"))
     transactions, _ = _counts()
     first = asyncio.ensure_future(creates.submit("first"))
@@ -323,21 +328,10 @@ async def test_the_writers_turn_after_a_quiet_spell_comes_in_the_same_loop_turn_
 
 
 async def test_closing_the_store_writes_the_batch_waiting_for_the_writers_turn(tmp_path: Path) -> None:
-    from baton.engine.batching import Coalescer
-
     path = tmp_path / "closing.db"
     config = StorageConfig(database_url=f"sqlite+aiosqlite:///{path}", sqlite_group_commit_ms=HOLD_MS)
     store = await open_store(config, auto_migrate=True)
-
-    async def write(names: list[str]) -> list[str | Exception]:
-        def insert(connection: Connection) -> None:
-            for name in names:
-                _insert_namespace(name)(connection)
-
-        await store.run_in_transaction(insert)
-        return list(names)
-
-    creates: Coalescer[str, str] = Coalescer(write, 100, store.write_turn)
+    creates = _namespace_batcher(store, [])
     await store.run_in_transaction(_insert_namespace("opens-the-window"))
     pending = asyncio.ensure_future(creates.submit("at-close"))
     for _ in range(3):  # the call queues, and the batcher starts waiting for the writer's turn (inside the window)
